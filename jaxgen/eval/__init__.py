@@ -1,0 +1,1 @@
+"""jaxgen.eval."""
