@@ -1,0 +1,1 @@
+"""jaxgen.data: the built-in Moving Digits dataset, its loader and tokenizer."""

@@ -1,0 +1,230 @@
+"""Moving Digits: captioned videos of coloured handwritten digits bouncing around a black frame.
+
+Pure numpy. Example `i` of split `s` is a pure function of `(seed, s, i)`. The glyphs are
+scikit-learn's bundled 8x8 handwritten digits (`load_digits`, no download), partitioned once by a
+fixed permutation so that the test split (and the oracle's evaluation) uses handwriting that the
+train split never shows.
+"""
+
+import dataclasses
+import functools
+
+import numpy as np
+
+from jaxgen.data import captions
+
+NUM_FRAMES = 17  # 4n + 1, the frame count a causal video VAE with 4x temporal compression wants.
+SIZE = 32  # frame height and width
+GLYPH_SIZE = 12  # the 8x8 glyphs are drawn at 1.5x: legible, and leaves 20 px to move in
+SPEED = 2  # px per frame along each moving axis
+FREE_FRAMES = 4  # no bounce during the first transitions, so the start shows the direction
+MAX_OBJECTS = 2
+SPLITS = ("train", "test")
+TEST_GLYPH_FRACTION = 0.2
+# Two digits may cross, but not in the first frames (where the direction shows) and only briefly:
+# a frame counts as overlapped when the glyph masks share more than OVERLAP_PIXELS pixels.
+OVERLAP_ALPHA = 0.25
+OVERLAP_PIXELS = 2
+MAX_OVERLAP_FRAMES = 6
+_CANDIDATES, _MAX_TRIES = 64, 32
+_GLYPH_SPLIT_SEED = 20240917  # fixed forever: the glyph split must not depend on the data seed
+
+# Distinct hues, each with a channel at 255, so the glyph intensity is the max channel.
+COLORS = (
+    ("red", (255, 0, 0)),
+    ("orange", (255, 128, 0)),
+    ("yellow", (255, 255, 0)),
+    ("green", (0, 255, 0)),
+    ("cyan", (0, 255, 255)),
+    ("blue", (0, 0, 255)),
+    ("magenta", (255, 0, 255)),
+    ("white", (255, 255, 255)),
+)
+COLOR_NAMES = tuple(name for name, _ in COLORS)
+PALETTE = np.array([rgb for _, rgb in COLORS], np.uint8)  # [8, 3]
+
+# (dy, dx) with y pointing down, as in image rows.
+DIRECTIONS = (
+    ("up", (-1, 0)),
+    ("down", (1, 0)),
+    ("left", (0, -1)),
+    ("right", (0, 1)),
+    ("up_left", (-1, -1)),
+    ("up_right", (-1, 1)),
+    ("down_left", (1, -1)),
+    ("down_right", (1, 1)),
+)
+DIRECTION_NAMES = tuple(name for name, _ in DIRECTIONS)
+DIRECTION_VECTORS = np.array([v for _, v in DIRECTIONS], np.int32)  # [8, 2]
+
+
+@dataclasses.dataclass(frozen=True)
+class DigitObject:
+  """One moving digit: its glyph, colour, direction and top-left start (y, x)."""
+  digit: int
+  glyph: int  # index into sklearn's load_digits
+  color: int  # index into COLORS
+  direction: int  # index into DIRECTIONS
+  start: tuple[int, int]
+
+
+@functools.cache
+def glyphs() -> tuple[np.ndarray, np.ndarray]:
+  """All bundled glyphs: images float32 [1797, 8, 8] in [0, 1], labels int32 [1797]."""
+  from sklearn.datasets import load_digits  # slow import, only when glyphs are needed
+  data = load_digits()
+  return (data.images / 16.0).astype(np.float32), data.target.astype(np.int32)
+
+
+@functools.cache
+def glyph_indices(split: str) -> np.ndarray:
+  """Sorted glyph indices of a split, stratified by digit; train and test are disjoint."""
+  if split not in SPLITS:
+    raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
+  _, labels = glyphs()
+  rng = np.random.default_rng(_GLYPH_SPLIT_SEED)
+  test = []
+  for d in range(10):
+    members = rng.permutation(np.flatnonzero(labels == d))
+    test.append(members[:int(round(TEST_GLYPH_FRACTION * len(members)))])
+  test = np.sort(np.concatenate(test))
+  if split == "test":
+    return test
+  return np.setdiff1d(np.arange(len(labels)), test)
+
+
+@functools.cache
+def _resize_matrix(src: int, dst: int) -> np.ndarray:
+  """Bilinear resampling weights [dst, src] with pixel centres aligned (half-pixel offsets)."""
+  pos = np.clip((np.arange(dst) + 0.5) * src / dst - 0.5, 0, src - 1)
+  lo = np.floor(pos).astype(int)
+  hi = np.minimum(lo + 1, src - 1)
+  w = np.zeros((dst, src), np.float32)
+  np.add.at(w, (np.arange(dst), lo), 1 - (pos - lo))
+  np.add.at(w, (np.arange(dst), hi), pos - lo)
+  w.flags.writeable = False  # cached and shared
+  return w
+
+
+def resize(image: np.ndarray, size: int) -> np.ndarray:
+  """Bilinear resize of image [h, w] to [size, size]."""
+  return _resize_matrix(image.shape[0], size) @ image @ _resize_matrix(image.shape[1], size).T
+
+
+def glyph_alpha(glyph: int) -> np.ndarray:
+  """Coverage of a glyph drawn at GLYPH_SIZE: float32 [GLYPH_SIZE, GLYPH_SIZE] in [0, 1]."""
+  return np.clip(resize(glyphs()[0][glyph], GLYPH_SIZE), 0.0, 1.0)
+
+
+def trajectory(start: np.ndarray, direction: int, num_frames: int = NUM_FRAMES) -> np.ndarray:
+  """Top-left corners int32 [..., T, 2] from start [..., 2], moving at SPEED with bounces."""
+  room = SIZE - GLYPH_SIZE  # top-left positions live in [0, room]
+  steps = SPEED * DIRECTION_VECTORS[direction] * np.arange(num_frames)[:, None]  # [T, 2]
+  free = np.asarray(start)[..., None, :] + steps
+  # Bouncing is reflection: unfold the segment [0, room] into a triangle wave of period 2*room.
+  phase = np.mod(free, 2 * room)
+  return np.where(phase <= room, phase, 2 * room - phase).astype(np.int32)
+
+
+def _sample_starts(rng: np.random.Generator, direction: int, n: int) -> np.ndarray:
+  """Top-left starts int [n, 2] from which FREE_FRAMES steps go without a bounce."""
+  room, travel = SIZE - GLYPH_SIZE, SPEED * DIRECTION_VECTORS[direction] * FREE_FRAMES
+  lo, hi = np.maximum(0, -travel), np.minimum(room, room - travel)
+  return rng.integers(lo, hi + 1, size=(n, 2))
+
+
+def _overlap_table(glyph1: int, glyph2: int) -> np.ndarray:
+  """Pixels int [2G-1, 2G-1] shared by two glyph masks, indexed by offset (p2 - p1) + G - 1."""
+  g = GLYPH_SIZE
+  m1, m2 = (glyph_alpha(i) > OVERLAP_ALPHA for i in (glyph1, glyph2))
+  padded = np.pad(m1, g - 1).astype(np.int32)
+  windows = np.lib.stride_tricks.sliding_window_view(padded, (g, g))
+  return np.einsum("abij,ij->ab", windows, m2.astype(np.int32))
+
+
+def _clear_starts(rng: np.random.Generator, glyphs_: tuple[int, int],
+                  directions: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+  """Starts for two digits that do not overlap early and overlap in few frames."""
+  table, g = _overlap_table(*glyphs_), GLYPH_SIZE
+  best, best_score = None, None
+  for _ in range(_MAX_TRIES):
+    s1, s2 = (_sample_starts(rng, d, _CANDIDATES) for d in directions)
+    offsets = trajectory(s2, directions[1]) - trajectory(s1, directions[0])  # [K, T, 2]
+    near = (np.abs(offsets) < g).all(-1)
+    shared = np.where(near, table[np.clip(offsets[..., 0] + g - 1, 0, 2 * g - 2),
+                                  np.clip(offsets[..., 1] + g - 1, 0, 2 * g - 2)], 0)
+    overlapped = shared > OVERLAP_PIXELS  # [K, T]
+    early = overlapped[:, :FREE_FRAMES + 1].sum(-1)
+    score = early * NUM_FRAMES + overlapped.sum(-1)
+    ok = (early == 0) & (overlapped.sum(-1) <= MAX_OVERLAP_FRAMES)
+    if ok.any():
+      k = int(np.argmax(ok))
+      return s1[k], s2[k]
+    k = int(np.argmin(score))
+    if best_score is None or score[k] < best_score:
+      best, best_score = (s1[k], s2[k]), score[k]
+  return best
+
+
+def sample_objects(rng: np.random.Generator, split: str) -> list[DigitObject]:
+  """One or two digits with distinct colours; uniform digits, glyphs, directions."""
+  _, labels = glyphs()
+  pool = glyph_indices(split)
+  num = int(rng.integers(1, MAX_OBJECTS + 1))
+  colors = [int(c) for c in rng.choice(len(COLORS), size=num, replace=False)]
+  digits = [int(d) for d in rng.integers(10, size=num)]
+  glyphs_ = []
+  for digit in digits:
+    candidates = pool[labels[pool] == digit]
+    glyphs_.append(int(candidates[rng.integers(len(candidates))]))
+  directions = [int(d) for d in rng.integers(len(DIRECTIONS), size=num)]
+  if num == 1:
+    starts = [_sample_starts(rng, directions[0], 1)[0]]
+  else:
+    # Rejection sampling of positions only, so digits, colours and directions stay uniform.
+    starts = _clear_starts(rng, tuple(glyphs_), tuple(directions))
+  return [DigitObject(d, g, c, r, (int(s[0]), int(s[1])))
+          for d, g, c, r, s in zip(digits, glyphs_, colors, directions, starts)]
+
+
+def render(objects: list[DigitObject], num_frames: int = NUM_FRAMES) -> np.ndarray:
+  """Video uint8 [T, SIZE, SIZE, 3]; later objects are composited over earlier ones."""
+  video = np.zeros((num_frames, SIZE, SIZE, 3), np.float32)
+  for obj in objects:
+    alpha = glyph_alpha(obj.glyph)[..., None]
+    color = PALETTE[obj.color].astype(np.float32)
+    for t, (y, x) in enumerate(trajectory(obj.start, obj.direction, num_frames)):
+      patch = video[t, y:y + GLYPH_SIZE, x:x + GLYPH_SIZE]
+      patch[...] = alpha * color + (1 - alpha) * patch  # "over" compositing
+  return np.round(video).astype(np.uint8)
+
+
+def describe(objects: list[DigitObject], rng: np.random.Generator) -> str:
+  """A random caption for the objects from the paraphrase grammar."""
+  return captions.caption(
+      [(o.digit, COLOR_NAMES[o.color], DIRECTION_NAMES[o.direction]) for o in objects], rng)
+
+
+def attributes(objects: list[DigitObject]) -> dict[str, np.ndarray]:
+  """Structured attributes, padded with -1 to MAX_OBJECTS: digit, color, direction, glyph [2]."""
+  out = {"num_objects": np.int32(len(objects))}
+  for key in ("digit", "color", "direction", "glyph"):
+    values = [getattr(o, key) for o in objects]
+    out[key] = np.array(values + [-1] * (MAX_OBJECTS - len(values)), np.int32)
+  return out
+
+
+def example(seed: int, split: str, index: int) -> dict[str, np.ndarray | str]:
+  """Example `index` of `split`: video uint8 [17, 32, 32, 3], caption and attributes."""
+  if split not in SPLITS:
+    raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
+  if index < 0 or seed < 0:
+    raise ValueError(f"seed, index: expected non-negative integers, got {seed}, {index}")
+  rng = np.random.default_rng([seed, SPLITS.index(split), index])
+  objects = sample_objects(rng, split)
+  return {"video": render(objects), "caption": describe(objects, rng), **attributes(objects)}
+
+
+def vocabulary() -> list[str]:
+  """Every word a Moving Digits caption can contain."""
+  return captions.vocabulary(COLOR_NAMES)
