@@ -1,0 +1,116 @@
+"""Moving Digits metrics: attribute accuracies from the oracle and a Fréchet distance.
+
+`evaluate(videos, attributes)` compares what the oracle reads in each video with the attributes
+its prompt asked for (the dataset's `num_objects`, `digit`, `color`, `direction` fields), pairing
+found and asked-for objects by the assignment that gets most attributes right.
+"""
+
+from collections.abc import Mapping
+import itertools
+
+import numpy as np
+
+from jaxgen.eval import oracle
+
+ATTRIBUTE_KEYS = ("digit", "color", "direction")
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+  """Fréchet distance between Gaussians fitted to features a [N, D] and b [M, D].
+
+  d² = |μa − μb|² + tr(Σa) + tr(Σb) − 2 tr((Σa^½ Σb Σa^½)^½) (Heusel et al. 2017, FID), with
+  both square roots by symmetric eigendecomposition, so rank-deficient covariances are fine.
+  """
+  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+  if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
+    raise ValueError(f"a, b: expected features [N, D] and [M, D] with N, M >= 2, got "
+                     f"{a.shape} and {b.shape}")
+  mu_a, mu_b = a.mean(0), b.mean(0)
+  cov_a, cov_b = np.cov(a, rowvar=False, ddof=1), np.cov(b, rowvar=False, ddof=1)
+  cov_a, cov_b = np.atleast_2d(cov_a), np.atleast_2d(cov_b)
+  w, v = np.linalg.eigh(cov_a)
+  sqrt_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+  middle = sqrt_a @ cov_b @ sqrt_a
+  trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0, None)).sum()
+  d2 = ((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_sqrt
+  return float(max(d2, 0.0))
+
+
+def _mean(values: list) -> float:
+  return float(np.mean(values)) if values else float("nan")
+
+
+def _check(videos: np.ndarray, name: str) -> np.ndarray:
+  videos = np.asarray(videos)
+  if videos.ndim != 5 or videos.shape[-1] != 3 or videos.dtype != np.uint8:
+    raise ValueError(f"{name}: expected uint8 [N, T, H, W, 3], got {videos.dtype} "
+                     f"{videos.shape}")
+  return videos
+
+
+def oracle_features(videos: np.ndarray) -> np.ndarray:
+  """The oracle's features float32 [N, oracle.FEATURE_DIM] of videos uint8 [N, T, H, W, 3]."""
+  videos = _check(videos, "videos")
+  return np.stack([oracle.video_features(v, oracle.read_video(v)) for v in videos])
+
+
+def match(targets: list[tuple[int, int, int]], readings: list[oracle.Reading]
+          ) -> list[oracle.Reading | None]:
+  """For each (digit, color, direction) target, its reading under the best one-to-one pairing."""
+  def right(t, r):
+    return 0 if r is None else (t[0] == r.digit) + (t[1] == r.color) + (t[2] == r.direction)
+  options = list(readings) + [None] * len(targets)
+  best = max(itertools.permutations(range(len(options)), len(targets)),
+             key=lambda p: sum(right(t, options[i]) for t, i in zip(targets, p)))
+  return [options[i] for i in best]
+
+
+def evaluate(videos: np.ndarray, attributes: Mapping[str, np.ndarray],
+             real_videos: np.ndarray | None = None) -> dict[str, float]:
+  """Oracle metrics of videos uint8 [N, T, H, W, 3] against their prompts' attributes.
+
+  `attributes`: num_objects int [N]; digit, color, direction int [N, MAX_OBJECTS] (-1 padded).
+  `real_videos` uint8 [M, T, H, W, 3] (e.g. the test split): adds `frechet_distance` between the
+  oracle's features of `videos` and of them.
+  """
+  videos = _check(videos, "videos")
+  if real_videos is not None:
+    real_videos = _check(real_videos, "real_videos")
+  missing = [k for k in ("num_objects", *ATTRIBUTE_KEYS) if k not in attributes]
+  if missing:
+    raise ValueError(f"attributes: expected keys num_objects, digit, color, direction; "
+                     f"missing {missing}")
+  num = np.asarray(attributes["num_objects"]).reshape(-1)
+  fields = {k: np.asarray(attributes[k]) for k in ATTRIBUTE_KEYS}
+  for k, v in fields.items():
+    if v.ndim != 2 or len(v) != len(videos):
+      raise ValueError(f"attributes[{k!r}]: expected [{len(videos)}, max objects], got "
+                       f"{v.shape}")
+  if len(num) != len(videos) or np.any(num < 0) or np.any(num > fields["digit"].shape[1]):
+    raise ValueError(f"attributes['num_objects']: expected one count per video (of "
+                     f"{len(videos)}), each in [0, {fields['digit'].shape[1]}], got {num.tolist()}")
+  right = {k: [] for k in ATTRIBUTE_KEYS}
+  consistency, all_right, count_right, features = [], [], [], []
+  for i, video in enumerate(videos):
+    readings = oracle.read_video(video)
+    if real_videos is not None:
+      features.append(oracle.video_features(video, readings))
+    targets = [tuple(int(fields[k][i, j]) for k in ATTRIBUTE_KEYS) for j in range(num[i])]
+    video_right = len(readings) == len(targets)
+    for target, reading in zip(targets, match(targets, readings)):
+      got = (None,) * 3 if reading is None else (reading.digit, reading.color, reading.direction)
+      for k, want, have in zip(ATTRIBUTE_KEYS, target, got):
+        right[k].append(want == have)
+        video_right &= want == have
+      consistency.append(0.0 if reading is None else reading.consistency)
+    all_right.append(video_right)
+    count_right.append(len(readings) == len(targets))
+  out = {f"{k}_accuracy": _mean(v) for k, v in right.items()}
+  out.update(
+      all_attributes_accuracy=_mean(all_right),
+      digit_consistency=_mean(consistency),
+      object_count_accuracy=_mean(count_right),
+      num_videos=len(videos))
+  if real_videos is not None:
+    out["frechet_distance"] = frechet_distance(np.stack(features), oracle_features(real_videos))
+  return out
