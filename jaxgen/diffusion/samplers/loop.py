@@ -72,6 +72,8 @@ def sample(denoiser: Denoiser, noise: jax.Array, cond: Any = None, *, config: Sa
     x = noise
   else:
     x = param.q_sample(jnp.asarray(x_init, jnp.float32), noise, plan.alpha[0], plan.sigma[0])
+  if plan.num_steps == 0:  # strength 0: nothing to denoise
+    return (x, x[None][:0]) if return_trajectory else x
   key = jax.random.key(0) if key is None else key
 
   def body(state, i):
