@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgen.nn import scan
 from jaxgen.zoo import conversion
 
 # transformers' ACT2FN names; "gelu" is the exact erf GELU, "gelu_new" the tanh approximation.
@@ -22,9 +23,6 @@ ACTIVATIONS = {
     "relu": jax.nn.relu,
     "silu": jax.nn.silu,
 }
-
-REMAT_POLICIES = ("none", "full", "dots_saveable", "nothing_saveable", "everything_saveable",
-                  "dots_with_no_batch_dims_saveable")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +38,7 @@ class CLIPTextConfig:
   layer_norm_eps: float = 1e-5
   eos_token_id: int = 2  # 2 = the original checkpoints: pool at argmax(id), the EOS token's id.
   dtype: Any = jnp.float32  # Compute dtype; params and the residual stream stay float32.
-  remat_policy: str = "none"  # One of REMAT_POLICIES.
+  remat_policy: str = "none"  # A jaxgen.nn.scan.REMAT_POLICIES name.
 
   def __post_init__(self):
     if self.hidden_size % self.num_heads:
@@ -48,8 +46,7 @@ class CLIPTextConfig:
                        f"num_heads={self.num_heads}")
     if self.hidden_act not in ACTIVATIONS:
       raise ValueError(f"hidden_act={self.hidden_act!r}; expected one of {sorted(ACTIVATIONS)}")
-    if self.remat_policy not in REMAT_POLICIES:
-      raise ValueError(f"remat_policy={self.remat_policy!r}; expected one of {REMAT_POLICIES}")
+    scan.check_remat_policy(self.remat_policy)
 
   @property
   def head_dim(self) -> int:
@@ -76,14 +73,6 @@ PRESETS: dict[str, CLIPTextConfig] = {
     # openai/clip-vit-large-patch14: the text_encoder/ of Stable Diffusion 1.x.
     "clip-vit-l-14-text": CLIPTextConfig(),
 }
-
-
-def remat(block: type[nn.Module], policy: str) -> type[nn.Module]:
-  """`block` rematerialised under the named `jax.checkpoint_policies` policy ("none": as is)."""
-  if policy == "none":
-    return block
-  named = None if policy == "full" else getattr(jax.checkpoint_policies, policy)
-  return nn.remat(block, policy=named, prevent_cse=False)  # prevent_cse is moot under scan.
 
 
 def _dense(features, names, dtype, name, axis=-1):
@@ -160,10 +149,7 @@ class CLIPTextModel(nn.Module):
     x = nn.with_logical_constraint(tokens + positions[None], ("batch", "length", "embed"))
 
     mask = None if attention_mask is None else attention_mask.astype(bool)[:, None, None, :]
-    layers = nn.scan(
-        remat(CLIPEncoderLayer, cfg.remat_policy),
-        variable_axes={"params": 0}, split_rngs={"params": True}, in_axes=(nn.broadcast,),
-        length=cfg.num_layers, metadata_params={nn.PARTITION_NAME: "layers"})
+    layers = scan.scan_layers(CLIPEncoderLayer, cfg.num_layers, (nn.broadcast,), cfg.remat_policy)
     x, _ = layers(cfg, name="layers")(x, mask)
     x = _layer_norm(cfg, "final_layer_norm")(x)
 

@@ -17,8 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.models.clip_text import remat
-from jaxgen.models.clip_text import REMAT_POLICIES
+from jaxgen.nn import scan
 from jaxgen.zoo import conversion
 
 ACTIVATIONS = {
@@ -46,18 +45,17 @@ class T5Config:
   layer_norm_epsilon: float = 1e-6
   per_layer_position_bias: bool = False  # umT5: True.
   dtype: Any = jnp.float32  # Compute dtype; params, norms, softmax and residuals stay float32.
-  remat_policy: str = "none"  # One of REMAT_POLICIES.
+  remat_policy: str = "none"  # A jaxgen.nn.scan.REMAT_POLICIES name.
 
   def __post_init__(self):
     if self.dense_act_fn not in ACTIVATIONS:
       raise ValueError(f"dense_act_fn={self.dense_act_fn!r}; expected one of {sorted(ACTIVATIONS)}")
-    if self.remat_policy not in REMAT_POLICIES:
-      raise ValueError(f"remat_policy={self.remat_policy!r}; expected one of {REMAT_POLICIES}")
+    scan.check_remat_policy(self.remat_policy)
 
   @classmethod
   def from_transformers(cls, cfg: dict) -> "T5Config":
     """From a `T5EncoderModel` / `UMT5EncoderModel` config.json dict."""
-    umt5 = cfg.get("model_type") == "umt5" or "UMT5EncoderModel" in cfg.get("architectures", ())
+    umt5 = cfg.get("model_type") == "umt5" or "UMT5EncoderModel" in (cfg.get("architectures") or ())
     # As transformers' T5Config: "gated-gelu" means the tanh GELU, "gated-X" / "X" name the act.
     proj = cfg.get("feed_forward_proj", "gated-gelu" if umt5 else "relu")
     act = proj.split("-")
@@ -191,11 +189,8 @@ class T5Encoder(nn.Module):
     if not cfg.per_layer_position_bias:
       bias = RelativePositionBias(cfg, name="relative_attention_bias")(input_ids.shape[1])
     mask = None if attention_mask is None else attention_mask.astype(bool)[:, None, None, :]
-    layers = nn.scan(
-        remat(T5EncoderLayer, cfg.remat_policy),
-        variable_axes={"params": 0}, split_rngs={"params": True},
-        in_axes=(nn.broadcast, nn.broadcast), length=cfg.num_layers,
-        metadata_params={nn.PARTITION_NAME: "layers"})
+    layers = scan.scan_layers(T5EncoderLayer, cfg.num_layers, (nn.broadcast, nn.broadcast),
+                              cfg.remat_policy)
     x, _ = layers(cfg, name="layers")(x, mask, bias)
     return _rms_norm(cfg, "final_layer_norm")(x)
 
