@@ -1,0 +1,45 @@
+"""`jaxgen models`: the zoo's presets, with family, parameter count and expected source layout."""
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+  parser.add_argument("--family", default=None, help="only presets of this family (e.g. wan)")
+
+
+def format_count(n: int | None) -> str:
+  """1_234_567 -> '1.23M'; None -> '?'."""
+  if n is None:
+    return "?"
+  for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+    if n >= size:
+      return f"{n / size:.2f}{unit}"
+  return str(n)
+
+
+def rows(family: str | None = None) -> list[tuple[str, str, str, str]]:
+  """(name, family, params, source) per preset; params '?' where the model module is missing."""
+  from jaxgen.zoo import registry
+
+  out = []
+  for preset in registry.REGISTRY.values():
+    if family is not None and preset.family != family:
+      continue
+    try:
+      count = preset.num_params()
+    except ImportError:  # A model family not installed in this build: list it anyway.
+      count = None
+    out.append((preset.name, preset.family, format_count(count), preset.source))
+  return out
+
+
+def run(args: argparse.Namespace) -> int:
+  from jaxgen.zoo import families
+
+  if args.family is not None and args.family not in families.FAMILIES:
+    raise ValueError(f"--family={args.family!r}; expected one of {sorted(families.FAMILIES)}")
+  table = [("NAME", "FAMILY", "PARAMS", "SOURCE")] + rows(args.family)
+  widths = [max(len(r[i]) for r in table) for i in range(3)]
+  for r in table:
+    print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3])
+  return 0
