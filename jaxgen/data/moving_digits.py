@@ -142,24 +142,38 @@ def _overlap_table(glyph1: int, glyph2: int) -> np.ndarray:
   return np.einsum("abij,ij->ab", windows, m2.astype(np.int32))
 
 
-def _clear_starts(rng: np.random.Generator, glyphs_: tuple[int, int],
+def _overlaps(table: np.ndarray, directions: tuple[int, int], starts1: np.ndarray,
+              starts2: np.ndarray) -> np.ndarray:
+  """Frames bool [..., T] in which two digits (glyph overlap `table`) overlap."""
+  g = GLYPH_SIZE
+  offsets = trajectory(starts2, directions[1]) - trajectory(starts1, directions[0])
+  near = (np.abs(offsets) < g).all(-1)
+  shared = np.where(near, table[np.clip(offsets[..., 0] + g - 1, 0, 2 * g - 2),
+                                np.clip(offsets[..., 1] + g - 1, 0, 2 * g - 2)], 0)
+  return shared > OVERLAP_PIXELS
+
+
+def overlapped_frames(first: DigitObject, second: DigitObject) -> np.ndarray:
+  """Frames bool [T] in which the two digits share more than OVERLAP_PIXELS pixels."""
+  return _overlaps(_overlap_table(first.glyph, second.glyph), (first.direction, second.direction),
+                   np.asarray(first.start), np.asarray(second.start))
+
+
+def _clear_starts(rng: np.random.Generator, glyph_ids: tuple[int, int],
                   directions: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
   """Starts for two digits that do not overlap early and overlap in few frames."""
-  table, g = _overlap_table(*glyphs_), GLYPH_SIZE
+  table = _overlap_table(*glyph_ids)
   best, best_score = None, None
   for _ in range(_MAX_TRIES):
     s1, s2 = (_sample_starts(rng, d, _CANDIDATES) for d in directions)
-    offsets = trajectory(s2, directions[1]) - trajectory(s1, directions[0])  # [K, T, 2]
-    near = (np.abs(offsets) < g).all(-1)
-    shared = np.where(near, table[np.clip(offsets[..., 0] + g - 1, 0, 2 * g - 2),
-                                  np.clip(offsets[..., 1] + g - 1, 0, 2 * g - 2)], 0)
-    overlapped = shared > OVERLAP_PIXELS  # [K, T]
+    overlapped = _overlaps(table, directions, s1, s2)  # [K, T]
     early = overlapped[:, :FREE_FRAMES + 1].sum(-1)
-    score = early * NUM_FRAMES + overlapped.sum(-1)
     ok = (early == 0) & (overlapped.sum(-1) <= MAX_OVERLAP_FRAMES)
     if ok.any():
       k = int(np.argmax(ok))
       return s1[k], s2[k]
+    # Kept only if no candidate ever passes (not seen in practice): the least overlapped.
+    score = early * NUM_FRAMES + overlapped.sum(-1)
     k = int(np.argmin(score))
     if best_score is None or score[k] < best_score:
       best, best_score = (s1[k], s2[k]), score[k]
@@ -173,18 +187,18 @@ def sample_objects(rng: np.random.Generator, split: str) -> list[DigitObject]:
   num = int(rng.integers(1, MAX_OBJECTS + 1))
   colors = [int(c) for c in rng.choice(len(COLORS), size=num, replace=False)]
   digits = [int(d) for d in rng.integers(10, size=num)]
-  glyphs_ = []
+  glyph_ids = []
   for digit in digits:
     candidates = pool[labels[pool] == digit]
-    glyphs_.append(int(candidates[rng.integers(len(candidates))]))
+    glyph_ids.append(int(candidates[rng.integers(len(candidates))]))
   directions = [int(d) for d in rng.integers(len(DIRECTIONS), size=num)]
   if num == 1:
     starts = [_sample_starts(rng, directions[0], 1)[0]]
   else:
     # Rejection sampling of positions only, so digits, colours and directions stay uniform.
-    starts = _clear_starts(rng, tuple(glyphs_), tuple(directions))
+    starts = _clear_starts(rng, tuple(glyph_ids), tuple(directions))
   return [DigitObject(d, g, c, r, (int(s[0]), int(s[1])))
-          for d, g, c, r, s in zip(digits, glyphs_, colors, directions, starts)]
+          for d, g, c, r, s in zip(digits, glyph_ids, colors, directions, starts)]
 
 
 def render(objects: list[DigitObject], num_frames: int = NUM_FRAMES) -> np.ndarray:

@@ -21,6 +21,8 @@ MIN_FRAME_PIXELS = 4  # an object is present in a frame with at least this many 
 MAX_OBJECTS = 4  # more detected colours than this are dropped (smallest first)
 CROP = md.GLYPH_SIZE + 4  # window around the centroid in which the digit is boxed
 FEATURE_SIZE = 8  # crops are resampled to FEATURE_SIZE x FEATURE_SIZE, like load_digits
+_OBJECT_DIM = 10 + 1 + 2 + 2 + 3  # per-object part of the video features
+FEATURE_DIM = _OBJECT_DIM + len(md.PALETTE) + 3
 _BLURS = (0.0, 0.6, 1.0)  # Gaussian sigmas (px) of the classifier's training copies
 _CHROMA = md.PALETTE.astype(np.float32) / 255.0  # [8, 3], max channel 1
 
@@ -34,6 +36,7 @@ class Reading:
   frame_digits: np.ndarray  # int [T], -1 where the object is absent
   scores: np.ndarray  # float [10], classifier decision values averaged over present frames
   velocity: np.ndarray  # float [2], (dy, dx) px per frame over the first frames
+  step: float  # mean centroid displacement (px) between consecutive frames where present
   present: np.ndarray  # bool [T]
   pixels: float  # mean bright pixels per present frame
 
@@ -141,9 +144,12 @@ def read_video(video: np.ndarray) -> list[Reading]:
       frame_digits[present] = svm.classes_[decision.argmax(-1)]
       scores = decision.mean(0).astype(np.float32)
     velocity = _velocity(centroids, present)
+    both = present[1:] & present[:-1]
+    steps = np.linalg.norm(np.diff(centroids, axis=0), axis=-1)[both]
     readings.append(Reading(
         color=int(c), digit=int(svm.classes_[scores.argmax()]), direction=direction_of(velocity),
-        frame_digits=frame_digits, scores=scores, velocity=velocity, present=present,
+        frame_digits=frame_digits, scores=scores, velocity=velocity,
+        step=float(steps.mean()) if len(steps) else 0.0, present=present,
         pixels=float(pixels[present].mean()) if present.any() else 0.0))
   return readings
 
@@ -152,14 +158,14 @@ def video_features(video: np.ndarray, readings: list[Reading]) -> np.ndarray:
   """The oracle's feature vector float32 [FEATURE_DIM] of a video [T, H, W, 3], scaled to O(1).
 
   Mean over the objects found of (classifier scores, digit consistency, velocity, |velocity|,
-  presence, size), then the palette histogram of the bright pixels, the bright fraction, the
-  number of objects and the mean frame-to-frame change.
+  step length, presence, size), then the palette histogram of the bright pixels, the bright
+  fraction, the number of objects and the mean frame-to-frame change.
   """
   per_object = np.zeros(_OBJECT_DIM, np.float32)
   if readings:
     per_object = np.mean([np.concatenate([
         r.scores / 10.0, [r.consistency], r.velocity / md.SPEED, np.abs(r.velocity) / md.SPEED,
-        [r.present.mean(), r.pixels / 100.0]]) for r in readings], axis=0)
+        [r.step / md.SPEED, r.present.mean(), r.pixels / 100.0]]) for r in readings], axis=0)
   value, labels = colour_labels(video)
   bright = max(int((labels >= 0).sum()), 1)
   histogram = np.bincount(labels[labels >= 0], minlength=len(md.PALETTE)) / bright
@@ -168,6 +174,3 @@ def video_features(video: np.ndarray, readings: list[Reading]) -> np.ndarray:
       per_object, histogram, [(labels >= 0).mean() * 10.0, len(readings) / 2.0, change]
   ]).astype(np.float32)
 
-
-_OBJECT_DIM = 10 + 1 + 2 + 2 + 2
-FEATURE_DIM = _OBJECT_DIM + len(md.PALETTE) + 3
