@@ -112,6 +112,16 @@ def test_load_onto_shardings(t5_dir):
   assert_trees_equal(params, host)
 
 
+def test_load_onto_logical_shardings(t5_dir):
+  mesh = jax.make_mesh((8,), ("x",))
+  rules = [("embed", "x"), ("mlp", None), ("heads", None), ("vocab", None)]
+  config = zoo.load_config(t5_dir[1])
+  shardings = zoo.param_shardings(config, mesh, rules)
+  _, params = zoo.load(t5_dir[1], shardings=shardings)
+  wi = params["layers"]["wi_0"]["kernel"]  # [layers, embed, mlp]
+  assert wi.sharding.spec == jax.sharding.PartitionSpec(None, "x", None)
+  assert wi.addressable_shards[0].data.shape == (2, 4, 48)
+
 def test_legacy_transformer2d_class_names():
   assert families.family_for({"_class_name": "Transformer2DModel",
                               "norm_type": "ada_norm_zero"}).name == "dit"
@@ -137,7 +147,8 @@ def test_error_missing_directory(tmp_path):
 
 
 def test_error_missing_config_names_the_layout(tmp_path):
-  with pytest.raises(zoo.CheckpointError, match=r"config.json.*diffusion_pytorch_model.safetensors"):
+  with pytest.raises(zoo.CheckpointError,
+                     match=r"config.json.*diffusion_pytorch_model.safetensors"):
     zoo.load(tmp_path)
 
 
@@ -189,7 +200,8 @@ def test_error_shape_mismatch(t5_dir, tmp_path):
   path = _copy_of(t5_dir[1], tmp_path / "m")
   cfg = json.loads((path / "config.json").read_text())
   (path / "config.json").write_text(json.dumps(cfg | {"d_ff": 40}))
-  with pytest.raises(zoo.CheckpointError, match=r"DenseReluDense\.w.*has shape .*48.*; expected .*40"):
+  with pytest.raises(zoo.CheckpointError,
+                     match=r"DenseReluDense\.w.*has shape .*48.*; expected .*40"):
     zoo.load(path)
 
 
@@ -459,3 +471,4 @@ def test_registry_parameter_counts_equal_the_references():
       model = cls(**cfg) if isinstance(cfg, dict) else cls(cfg)
     want = sum(p.numel() for p in model.parameters())
     assert registry.get(name).num_params() == want, name
+

@@ -1,5 +1,5 @@
-"""CLIP's text encoder (Radford et al. 2021, "Learning Transferable Visual Models"), as transformers'
-`CLIPTextModel`: a causal pre-LN transformer whose pooled output is the final-norm state at EOS."""
+"""CLIP's text encoder (Radford et al. 2021), as transformers' `CLIPTextModel`: a causal pre-LN
+transformer whose pooled output is the final-norm state at the EOS token."""
 
 from collections.abc import Callable
 import dataclasses

@@ -21,7 +21,7 @@ class Tokenizer:
   max_length: int
 
   def __call__(self, texts: str | Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """B texts -> ids [B, max_length] int32 and attention mask [B, max_length] bool (True = token)."""
+    """B texts -> ids [B, max_length] int32, attention mask [B, max_length] bool (True = token)."""
     if isinstance(texts, str):
       texts = [texts]
     if not all(isinstance(t, str) for t in texts):

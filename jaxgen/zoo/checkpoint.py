@@ -136,6 +136,15 @@ def place(params: dict, shardings: Any) -> dict:
   return walk(params, shardings, "")
 
 
+def load_config(path: str | os.PathLike, *, dtype: Any = None) -> Any:
+  """The jaxgen config of the model in local directory `path` (no weights read), e.g. to
+  compute the shardings to `load` it onto."""
+  path = os.fspath(path)
+  cfg = read_config(path)
+  config = families.family_for(cfg, where=os.path.join(path, "config.json")).config_from_source(cfg)
+  return config if dtype is None else with_dtype(config, dtype)
+
+
 def load(path: str | os.PathLike, *, dtype: Any = None, shardings: Any = None,
          variant: str | None = None) -> tuple[Any, dict]:
   """Reads the model in local directory `path` -> (jaxgen config, Flax params).

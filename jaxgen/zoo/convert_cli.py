@@ -1,4 +1,4 @@
-"""`jaxgen convert SRC DST`: a local diffusers/transformers model directory -> jaxgen native format."""
+"""`jaxgen convert SRC DST`: a local diffusers/transformers model folder -> jaxgen native format."""
 
 import argparse
 import os

@@ -15,7 +15,7 @@ from typing import Any
 class Family:
   """One model module and what the loader needs to know about it."""
   name: str
-  module: str  # e.g. "jaxgen.models.dit": has <config_class>, <model_class>, convert_params, PRESETS.
+  module: str  # e.g. "jaxgen.models.dit": <config_class>, <model_class>, convert_params, PRESETS.
   config_class: str
   model_class: str
   source_format: str  # "diffusers" (`from_diffusers`) or "transformers" (`from_transformers`).
@@ -46,14 +46,27 @@ class Family:
   def presets(self) -> dict:
     return self.import_module().PRESETS
 
-  def param_shapes(self, config: Any) -> dict:
-    """The params tree of `config` as jax.ShapeDtypeStruct leaves (logical boxes removed)."""
-    import flax.linen as nn
+  def abstract_params(self, config: Any) -> dict:
+    """The params tree of `config`: ShapeDtypeStruct leaves in their logical-axis boxes."""
     import jax
 
     model = self.model(config)
     variables = jax.eval_shape(lambda: model.init(jax.random.key(0), *self.example_inputs(config)))
-    return nn.unbox(variables["params"])
+    return variables["params"]
+
+  def param_shapes(self, config: Any) -> dict:
+    """The params tree of `config` as jax.ShapeDtypeStruct leaves (logical boxes removed)."""
+    import flax.linen as nn
+
+    return nn.unbox(self.abstract_params(config))
+
+  def param_shardings(self, config: Any, mesh: Any, rules: Any) -> dict:
+    """NamedShardings for `config`'s params from their logical axis names and `rules`
+    (pairs of logical name -> mesh axis, as flax.linen.logical_to_mesh_sharding takes)."""
+    import flax.linen as nn
+
+    specs = nn.get_partition_spec(self.abstract_params(config))
+    return nn.logical_to_mesh_sharding(specs, mesh, rules)
 
   def num_params(self, config: Any) -> int:
     """Number of parameters of `config`'s model, computed without allocating them."""
@@ -160,3 +173,17 @@ def family_for(cfg: dict, where: str = "config.json") -> Family:
     raise ValueError(f"{where} names class {name!r}{extra}, which jaxgen cannot convert; "
                      f"supported: {sorted(SOURCE_CLASSES)}")
   return FAMILIES[SOURCE_CLASSES[name]]
+
+
+def family_of_config(config: Any) -> Family:
+  """The family whose config class `config` is an instance of."""
+  for family in FAMILIES.values():
+    if type(config).__module__ == family.module and type(config).__name__ == family.config_class:
+      return family
+  raise ValueError(f"config of type {type(config).__name__} belongs to no jaxgen.zoo family; "
+                   f"expected one of {[f.config_class for f in FAMILIES.values()]}")
+
+
+def param_shardings(config: Any, mesh: Any, rules: Any) -> dict:
+  """NamedShardings for the params of `config` (any family) on `mesh` under logical `rules`."""
+  return family_of_config(config).param_shardings(config, mesh, rules)

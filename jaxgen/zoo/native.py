@@ -68,14 +68,6 @@ def _import_class(qualified: str) -> type:
   return getattr(importlib.import_module(module), name)
 
 
-def _family_of(config: Any) -> str:
-  for family in families.FAMILIES.values():
-    if type(config).__module__ == family.module and type(config).__name__ == family.config_class:
-      return family.name
-  raise ValueError(f"config of type {type(config).__name__} belongs to no jaxgen.zoo family; "
-                   f"expected one of {[f.config_class for f in families.FAMILIES.values()]}")
-
-
 def save(dst: str | os.PathLike, config: Any, params: dict, *, source_class: str | None = None,
          overwrite: bool = False) -> str:
   """Writes `config` and `params` (numpy or jax arrays) to directory `dst`; returns its path."""
@@ -88,7 +80,7 @@ def save(dst: str | os.PathLike, config: Any, params: dict, *, source_class: str
     raise ValueError(f"dst={dst!r} already exists; expected a new path (or pass overwrite=True)")
   meta = {
       "format": FORMAT, "format_version": FORMAT_VERSION, "jaxgen_version": jaxgen.__version__,
-      "family": _family_of(config), "source_class": source_class,
+      "family": families.family_of_config(config).name, "source_class": source_class,
       "config": _encode(config),
   }
   parent = os.path.dirname(dst)

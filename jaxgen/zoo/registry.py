@@ -21,7 +21,7 @@ class Preset:
   """A named model: its family, config, and where its weights come from."""
   name: str
   family: str  # A key of jaxgen.zoo.families.FAMILIES.
-  source: str  # The checkpoint layout `jaxgen convert` expects, e.g. "diffusers: transformer/ of X".
+  source: str  # The layout `jaxgen convert` expects, e.g. "diffusers: transformer/ of X".
   description: str
   config_factory: Callable[[], Any] | None = None  # None: the family module's PRESETS[name].
   weights: str | None = None  # A native checkpoint (relative paths: inside the jaxgen package).
@@ -91,9 +91,11 @@ register("dit-b-2-256", "dit", "none: architecture only (no released diffusers w
          "DiT-B/2 at 256² (32² latents), for benchmarks and training")
 register("dit-s-2-256", "dit", "none: architecture only (no released diffusers weights)",
          "DiT-S/2 at 256² (32² latents), for benchmarks and training")
-register("pixart-alpha-256", "pixart", "diffusers: transformer/ of PixArt-alpha/PixArt-XL-2-256x256",
+register("pixart-alpha-256", "pixart",
+         "diffusers: transformer/ of PixArt-alpha/PixArt-XL-2-256x256",
          "PixArt-α XL/2 text-to-image at 256², T5 text (Chen et al. 2023)")
-register("pixart-alpha-512", "pixart", "diffusers: transformer/ of PixArt-alpha/PixArt-XL-2-512x512",
+register("pixart-alpha-512", "pixart",
+         "diffusers: transformer/ of PixArt-alpha/PixArt-XL-2-512x512",
          "PixArt-α XL/2 text-to-image at 512², T5 text (Chen et al. 2023)")
 register("pixart-alpha-1024", "pixart",
          "diffusers: transformer/ of PixArt-alpha/PixArt-XL-2-1024-MS",

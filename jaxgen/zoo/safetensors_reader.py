@@ -1,4 +1,4 @@
-"""Lazy, tensor-at-a-time reading of a (possibly sharded) safetensors checkpoint as float32 numpy."""
+"""Lazy, tensor-at-a-time reading of a (maybe sharded) safetensors checkpoint as float32 numpy."""
 
 import json
 import os
@@ -11,7 +11,7 @@ class CheckpointError(ValueError):
 
 
 class MissingTensorError(CheckpointError, KeyError):
-  """The checkpoint has no tensor of the requested name (a KeyError, so converters can fall back)."""
+  """The checkpoint has no tensor of that name (a KeyError too, so converters can fall back)."""
 
   def __str__(self) -> str:
     return str(self.args[0]) if self.args else ""
