@@ -1,4 +1,4 @@
-"""DiT: parity with diffusers' DiTTransformer2DModel, preset parameter counts, bf16, input errors."""
+"""DiT: parity with diffusers' DiTTransformer2DModel, preset parameter counts, bf16, errors."""
 
 import dataclasses
 
@@ -12,8 +12,8 @@ from diffusers import DiTTransformer2DModel
 from jaxgen.models import dit
 from jaxgen.models.dit_common import count_params
 
-TINY = dict(num_attention_heads=2, attention_head_dim=32, in_channels=4, out_channels=8, num_layers=2,
-            sample_size=8, patch_size=2, num_embeds_ada_norm=10)
+TINY = dict(num_attention_heads=2, attention_head_dim=32, in_channels=4, out_channels=8,
+            num_layers=2, sample_size=8, patch_size=2, num_embeds_ada_norm=10)
 
 
 def randomize(module: torch.nn.Module, seed: int = 0) -> None:
@@ -49,7 +49,7 @@ def _inputs(b=2, size=8, seed=0):
   rng = np.random.default_rng(seed)
   x = rng.standard_normal((b, size, size, 4)).astype(np.float32)
   t = np.array([3.0, 917.0][:b], np.float32)
-  y = np.array([1, 10][:b], np.int32)  # 10 = the null class
+  y = np.array([1, 10][:b], np.int32)  # 10 = the null class (config.null_class)
   return x, t, y
 
 

@@ -13,7 +13,7 @@ from diffusers.models.transformers.transformer_wan import (WanAttention, WanAttn
 from jaxgen import nn as jnn
 from jaxgen.models import dit, pixart, wan
 from jaxgen.models.dit_common import TensorReader
-from jaxgen.nn.splash import splash_attention
+from jaxgen.nn.splash import splash_attention, splash_preferred
 
 
 def rel_err(a, b) -> float:
@@ -42,7 +42,7 @@ def test_sincos_3d_matches_diffusers():
 
 
 def test_rope_and_attention_match_wan():
-  """Fused-QKV self-attention with QK RMSNorm across heads and 3D RoPE == diffusers' WanAttention."""
+  """Fused-QKV self-attention, QK RMSNorm across heads and 3D RoPE == diffusers' WanAttention."""
   torch.manual_seed(0)
   heads, head_dim, grid = 2, 32, (2, 3, 4)
   ref = WanAttention(dim=64, heads=heads, dim_head=head_dim, eps=1e-6,
@@ -83,14 +83,18 @@ def test_attention_mask_and_implementations():
     jnn.dot_product_attention(q, k, v, implementation="flash")
   with pytest.raises(ValueError, match="needs a TPU"):
     jnn.dot_product_attention(q, k, v, implementation="splash")
+  assert not splash_preferred(4096, 4096, has_mask=True)
+  assert splash_preferred(4096, 2048, has_mask=False) and not splash_preferred(256, 256, False)
 
 
-def test_splash_attention_in_interpret_mode():
-  """The TPU kernel's numerics, run through Pallas' interpreter on CPU."""
+@pytest.mark.parametrize("t,s,h", [(256, 128, 128), (200, 77, 72)])
+def test_splash_attention_in_interpret_mode(t, s, h):
+  """The TPU kernel's numerics, run through Pallas' interpreter on CPU; odd sizes get padded."""
   rng = np.random.default_rng(0)
-  q = jnp.asarray(rng.standard_normal((1, 256, 2, 128)), jnp.float32)
-  k, v = (jnp.asarray(rng.standard_normal((1, 128, 2, 128)), jnp.float32) for _ in range(2))
+  q = jnp.asarray(rng.standard_normal((1, t, 2, h)), jnp.float32)
+  k, v = (jnp.asarray(rng.standard_normal((1, s, 2, h)), jnp.float32) for _ in range(2))
   got = splash_attention(q, k, v, interpret=True)
+  assert got.shape == q.shape
   assert rel_err(got, jax.nn.dot_product_attention(q, k, v)) <= 1e-5
 
 
@@ -116,7 +120,8 @@ class _Stack(nn.Module):
       def __call__(self, x):
         return x + jnn.Mlp(16)(nn.LayerNorm()(x)), None
 
-    return jnn.scan_layers(Block, 3, in_axes=(), remat_policy=self.remat_policy)(name="blocks")(x)[0]
+    stack = jnn.scan_layers(Block, 3, in_axes=(), remat_policy=self.remat_policy)
+    return stack(name="blocks")(x)[0]
 
 
 def test_scan_remat_policies_agree():
@@ -134,8 +139,8 @@ def test_scan_remat_policies_agree():
 def _tiny_models():
   yield dit.DiT(dit.DiTConfig(num_layers=2, num_heads=2, head_dim=16, num_classes=5)), (
       jnp.zeros((1, 8, 8, 4)), jnp.zeros((1,)), jnp.zeros((1,), jnp.int32))
-  yield pixart.PixArt(pixart.PixArtConfig(num_layers=2, num_heads=2, head_dim=24, caption_channels=8,
-                                          use_additional_conditions=True)), (
+  yield pixart.PixArt(pixart.PixArtConfig(num_layers=2, num_heads=2, head_dim=24,
+                                          caption_channels=8, use_additional_conditions=True)), (
       jnp.zeros((1, 8, 8, 4)), jnp.zeros((1,)), jnp.zeros((1, 3, 8)), None, jnp.zeros((1, 2)),
       jnp.zeros((1,)))
   yield wan.Wan(wan.WanConfig(num_layers=2, num_heads=2, head_dim=16, ffn_dim=32, text_dim=8,
@@ -158,7 +163,7 @@ def test_every_param_has_logical_names(index):
 
 
 def test_sharded_forward_on_a_mesh():
-  """The logical names map onto an 8-device mesh and the sharded forward equals the unsharded one."""
+  """The logical names map onto an 8-device mesh; the sharded forward equals the unsharded one."""
   config = wan.WanConfig(in_channels=4, out_channels=4, num_layers=2, num_heads=2, head_dim=16,
                          ffn_dim=64, text_dim=8, freq_dim=32)
   model = wan.Wan(config)

@@ -1,4 +1,4 @@
-"""PixArt-α: parity with diffusers' PixArtTransformer2DModel, preset parameter counts, bf16, errors."""
+"""PixArt-α: parity with diffusers' PixArtTransformer2DModel, preset parameter counts, errors."""
 
 import dataclasses
 
@@ -15,8 +15,8 @@ from jaxgen.models.dit_common import count_params
 
 # Width 96 (divisible by 3) so the 1024² model's micro-conditions are covered; a 0.5 position scale
 # as in the 256² model; inputs are non-square (6 × 10 latents) to exercise the position rescaling.
-TINY = dict(num_attention_heads=2, attention_head_dim=48, in_channels=4, out_channels=8, num_layers=2,
-            sample_size=8, patch_size=2, cross_attention_dim=96, caption_channels=40,
+TINY = dict(num_attention_heads=2, attention_head_dim=48, in_channels=4, out_channels=8,
+            num_layers=2, sample_size=8, patch_size=2, cross_attention_dim=96, caption_channels=40,
             interpolation_scale=0.5, use_additional_conditions=True)
 
 

@@ -95,7 +95,8 @@ def test_preset_param_count(name):
         patch_size=config.patch_size, num_attention_heads=config.num_heads,
         attention_head_dim=config.head_dim, in_channels=config.in_channels,
         out_channels=config.out_channels, text_dim=config.text_dim, freq_dim=config.freq_dim,
-        ffn_dim=config.ffn_dim, num_layers=config.num_layers, cross_attn_norm=config.cross_attn_norm)
+        ffn_dim=config.ffn_dim, num_layers=config.num_layers,
+        cross_attn_norm=config.cross_attn_norm)
   args = (jnp.zeros((1, 1, 2, 2, config.in_channels)), jnp.zeros((1,)),
           jnp.zeros((1, 8, config.text_dim)))
   shapes = jax.eval_shape(wan.Wan(config).init, jax.random.key(0), *args)
@@ -138,7 +139,8 @@ def test_factorized_model_runs():
                          remat_policy="dots_saveable")
   x, t, context = _inputs()
   variables = jax.jit(wan.Wan(config).init)(jax.random.key(0), x, t, context)
-  assert variables["params"]["blocks"]["temporal_attn"]["qkv"]["kernel"].value.shape == (2, 64, 3, 2, 32)
+  temporal = variables["params"]["blocks"]["temporal_attn"]
+  assert temporal["qkv"]["kernel"].value.shape == (2, 64, 3, 2, 32)
   loss = lambda p: jnp.mean(wan.Wan(config).apply(p, x, t, context) ** 2)
   grads = jax.jit(jax.grad(loss))(variables)
   assert all(np.isfinite(g).all() for g in jax.tree.leaves(grads))
@@ -155,7 +157,8 @@ def test_bad_inputs_raise(tiny):
   with pytest.raises(ValueError, match="context has shape"):
     apply({"params": params}, x, t, context[..., :8])
   with pytest.raises(ValueError, match="rope_max_seq_len"):
-    wan.Wan(dataclasses.replace(config, rope_max_seq_len=2)).apply({"params": params}, x, t, context)
+    small = wan.Wan(dataclasses.replace(config, rope_max_seq_len=2))
+    small.apply({"params": params}, x, t, context)
 
 
 def test_config_errors():

@@ -54,6 +54,11 @@ class DiTConfig:
   def hidden_size(self) -> int:
     return self.num_heads * self.head_dim
 
+  @property
+  def null_class(self) -> int:
+    """The label of the unconditional branch of classifier-free guidance."""
+    return self.num_classes
+
   @classmethod
   def from_diffusers(cls, cfg: dict) -> "DiTConfig":
     """From a diffusers DiTTransformer2DModel (or legacy Transformer2DModel) config.json dict."""
@@ -62,13 +67,15 @@ class DiTConfig:
     if cfg.get("norm_elementwise_affine", False):
       raise ValueError("DiT with norm_elementwise_affine=True is not supported")
     if cfg.get("activation_fn", "gelu-approximate") != "gelu-approximate":
-      raise ValueError(f"DiT supports activation_fn='gelu-approximate', got {cfg['activation_fn']!r}")
+      raise ValueError(
+          f"DiT supports activation_fn='gelu-approximate', got {cfg['activation_fn']!r}")
     in_channels = cfg.get("in_channels", 4)
     return cls(
         sample_size=cfg.get("sample_size", 32), patch_size=cfg.get("patch_size", 2),
         in_channels=in_channels, out_channels=cfg.get("out_channels") or in_channels,
         num_layers=cfg.get("num_layers", 28), num_heads=cfg.get("num_attention_heads", 16),
-        head_dim=cfg.get("attention_head_dim", 72), num_classes=cfg.get("num_embeds_ada_norm", 1000),
+        head_dim=cfg.get("attention_head_dim", 72),
+        num_classes=cfg.get("num_embeds_ada_norm", 1000),
         norm_eps=cfg.get("norm_eps", 1e-5), attention_bias=cfg.get("attention_bias", True))
 
 
@@ -106,7 +113,8 @@ class DiT(nn.Module):
     check_shape("t", t, (b,), "[B] timesteps")
     check_shape("y", y, (b,), "[B] class labels")
     if not jnp.issubdtype(y.dtype, jnp.integer):
-      raise ValueError(f"y has dtype {y.dtype}; expected integer class labels in [0, {cfg.num_classes}]")
+      raise ValueError(
+          f"y has dtype {y.dtype}; expected integer class labels in [0, {cfg.num_classes}]")
     d, grid = cfg.hidden_size, (height // p, width // p)
 
     pos = sincos_2d(d, *grid, base_size=cfg.sample_size // p)
@@ -115,9 +123,9 @@ class DiT(nn.Module):
 
     # diffusers' DiT keeps one timestep/label embedder per block (copies of the paper's single one);
     # we keep them too, to load its checkpoints and match its parameter count.
-    embedders = nn.vmap(_ConditionEmbedder, variable_axes={"params": 0}, split_rngs={"params": True},
-                        in_axes=(None, None), axis_size=cfg.num_layers,
-                        metadata_params={nn.PARTITION_NAME: "layers"})
+    embedders = nn.vmap(_ConditionEmbedder, variable_axes={"params": 0},
+                        split_rngs={"params": True}, in_axes=(None, None),
+                        axis_size=cfg.num_layers, metadata_params={nn.PARTITION_NAME: "layers"})
     c = embedders(d, cfg.num_classes, name="cond_embed")(t, y)  # [layers, B, D]
 
     blocks = scan_layers(DiTBlock, cfg.num_layers, in_axes=(0,), remat_policy=cfg.remat_policy)

@@ -1,4 +1,4 @@
-"""The diffusion-transformer block shared by DiT, PixArt-α and Wan 2.1, with full or factorized attention.
+"""The transformer block shared by DiT, PixArt-α and Wan 2.1, with full or factorized attention.
 
     x += gate_msa · SelfAttn(modulate(LN(x), shift_msa, scale_msa))
    [x += gate_msa · TemporalAttn(modulate(LN(x), shift_msa, scale_msa))]  factorized only
@@ -6,7 +6,8 @@
     x += gate_mlp · Mlp(modulate(LN(x), shift_mlp, scale_mlp))
 
 The six modulation vectors come from the conditioning: adaLN-Zero (DiT: a per-block SiLU-Linear of
-c: [B, D]) or adaLN-single (PixArt-α, Wan 2.1: c: [B, 6, D] shared by all blocks plus a per-block table).
+c: [B, D]) or adaLN-single (PixArt-α, Wan 2.1: c: [B, 6, D] shared by all blocks, plus a per-block
+table).
 """
 
 from typing import Any
@@ -51,7 +52,7 @@ class DiTBlock(nn.Module):
   cross_norm_eps: float = 1e-6
   qk_norm: str | None = None
   attention_bias: bool = True
-  factorized_grid: tuple[int, int, int] | None = None  # Token grid (T, H, W) for factorized attention.
+  factorized_grid: tuple[int, int, int] | None = None  # Token grid (T, H, W): factorized attention.
   temporal: bool = True  # With factorized_grid: include the temporal attention.
   dtype: Any = jnp.float32
   attention_impl: str | None = None
@@ -96,8 +97,8 @@ class DiTBlock(nn.Module):
     b, _, d = x.shape
     t, hh, ww = self.factorized_grid
     s = hh * ww
-    # Within a frame all tokens share t, so its rotation cancels in q·k: frame 0's table serves every
-    # frame; across frames the (t, 0, 0) rows serve every spatial site.
+    # Within a frame all tokens share t, so its rotation cancels in q·k: frame 0's table serves
+    # every frame; across frames the (t, 0, 0) rows serve every spatial site.
     rope_s = None if rope is None else tuple(r[:s] for r in rope)
     rope_t = None if rope is None else tuple(r[::s] for r in rope)
     out = self._attention("self_attn")(h.reshape(b * t, s, d), rope=rope_s)

@@ -1,4 +1,5 @@
-"""Helpers shared by the diffusion-transformer ports: config normalisation, input checks, conversion."""
+"""Helpers shared by the diffusion-transformer ports: config normalisation, input checks and
+weight conversion."""
 
 from collections.abc import Callable, Sequence
 import dataclasses
@@ -75,8 +76,9 @@ class TensorReader:
       out["bias"] = self(f"{prefix}.bias", (d_out,))
     return out
 
-  def attention(self, prefix: str, dim: int, heads: int, head_dim: int, context_dim: int | None = None,
-                bias: bool = True, qk_norm: str | None = None) -> dict[str, Any]:
+  def attention(self, prefix: str, dim: int, heads: int, head_dim: int,
+                context_dim: int | None = None, bias: bool = True,
+                qk_norm: str | None = None) -> dict[str, Any]:
     """diffusers attention (to_q/k/v, to_out.0, norm_q/k) -> jaxgen.nn.Attention params.
 
     Self-attention (context_dim None) fuses q, k, v into one [D, 3, N, H] kernel; cross-attention

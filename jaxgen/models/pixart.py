@@ -1,9 +1,9 @@
-"""PixArt-α (Chen et al. 2023): text-to-image DiT with adaLN-single and cross-attention to T5 tokens.
+"""PixArt-α (Chen et al. 2023): text-to-image DiT, adaLN-single and cross-attention to T5 tokens.
 
 Port of diffusers' PixArtTransformer2DModel. One shared SiLU-Linear of the timestep embedding gives
-six modulation vectors, each block adds its own learned table (§2.3); T5 tokens go through a caption
-projection and are attended to with their padding mask. The 1024² model adds the resolution and
-aspect-ratio micro-conditions to the timestep embedding (use_additional_conditions).
+six modulation vectors, each block adds its own learned table (§2.3); T5 tokens go through a
+caption projection and are attended to with their padding mask. The 1024² model adds the
+resolution and aspect-ratio micro-conditions to the timestep embedding (use_additional_conditions).
 """
 
 from collections.abc import Callable
@@ -43,7 +43,7 @@ class PixArtConfig:
   caption_channels: int | None = 4096  # T5 width; None: context is already hidden_size wide.
   norm_eps: float = 1e-6
   interpolation_scale: float = 1.0  # Position grid scale: 0.5 at 256², 1 at 512², 2 at 1024².
-  use_additional_conditions: bool = False  # Resolution/aspect-ratio micro-conditions (1024² model).
+  use_additional_conditions: bool = False  # Resolution/aspect-ratio micro-conditions (1024²).
   attention_bias: bool = True
   dtype: Any = jnp.float32  # Compute dtype; params are float32.
   remat_policy: str = "none"  # One of jaxgen.nn.scan.REMAT_POLICIES.
@@ -70,7 +70,8 @@ class PixArtConfig:
     if cfg.get("norm_type", "ada_norm_single") != "ada_norm_single":
       raise ValueError(f"PixArt needs norm_type='ada_norm_single', got {cfg['norm_type']!r}")
     if cfg.get("activation_fn", "gelu-approximate") != "gelu-approximate":
-      raise ValueError(f"PixArt supports activation_fn='gelu-approximate', got {cfg['activation_fn']!r}")
+      raise ValueError(
+          f"PixArt supports activation_fn='gelu-approximate', got {cfg['activation_fn']!r}")
     if cfg.get("norm_elementwise_affine", False):
       raise ValueError("PixArt with norm_elementwise_affine=True is not supported")
     if cfg.get("attention_type", "default") != "default":
@@ -87,7 +88,8 @@ class PixArtConfig:
     in_channels = cfg.get("in_channels", 4)
     return cls(
         sample_size=sample_size, patch_size=cfg.get("patch_size", 2), in_channels=in_channels,
-        out_channels=cfg.get("out_channels", 8) or in_channels, num_layers=cfg.get("num_layers", 28),
+        out_channels=cfg.get("out_channels", 8) or in_channels,
+        num_layers=cfg.get("num_layers", 28),
         num_heads=heads, head_dim=head_dim, caption_channels=caption,
         norm_eps=cfg.get("norm_eps", 1e-6),
         interpolation_scale=float(max(sample_size // 64, 1) if scale is None else scale),

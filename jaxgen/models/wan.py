@@ -133,7 +133,8 @@ class Wan(nn.Module):
                          remat_policy=cfg.remat_policy)
     x, _ = blocks(
         cfg.num_heads, cfg.head_dim, cfg.ffn_dim, modulation="adaln_single", eps_attn=cfg.eps,
-        eps_mlp=cfg.eps, cross_attention=True, cross_norm=cfg.cross_attn_norm, cross_norm_eps=cfg.eps,
+        eps_mlp=cfg.eps, cross_attention=True, cross_norm=cfg.cross_attn_norm,
+        cross_norm_eps=cfg.eps,
         qk_norm=cfg.qk_norm, factorized_grid=grid if cfg.attention == "factorized" else None,
         dtype=cfg.dtype, attention_impl=cfg.attention_impl, name="blocks",
     )(x, mod, context, context_mask, rope)
@@ -168,7 +169,8 @@ def convert_params(config: WanConfig, read: Callable[[str], np.ndarray]) -> dict
                 "down": r.linear(f"{pre}.ffn.net.2", config.ffn_dim, d)},
     }
     if config.cross_attn_norm:
-      out["cross_norm"] = {"scale": r(f"{pre}.norm2.weight", (d,)), "bias": r(f"{pre}.norm2.bias", (d,))}
+      out["cross_norm"] = {"scale": r(f"{pre}.norm2.weight", (d,)),
+                           "bias": r(f"{pre}.norm2.bias", (d,))}
     return out
 
   emb = "condition_embedder"

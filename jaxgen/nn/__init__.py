@@ -6,7 +6,8 @@ adaLN modulation run in float32.
 
 from jaxgen.nn.attention import Attention, dot_product_attention, IMPLEMENTATIONS
 from jaxgen.nn.axes import constrain
-from jaxgen.nn.embeddings import CaptionProjection, LabelEmbedder, TimestepEmbedder, timestep_embedding
+from jaxgen.nn.embeddings import CaptionProjection, LabelEmbedder, TimestepEmbedder
+from jaxgen.nn.embeddings import timestep_embedding
 from jaxgen.nn.linear import Linear
 from jaxgen.nn.mlp import Mlp
 from jaxgen.nn.modulation import AdaLNSingle, AdaLNZero, chunks, modulate, ScaleShiftTable

@@ -1,4 +1,4 @@
-"""Multi-head self-/cross-attention through jax.nn.dot_product_attention, with optional QK-norm and RoPE."""
+"""Multi-head self- and cross-attention via jax.nn.dot_product_attention, QK-norm and RoPE."""
 
 import functools
 from typing import Any
@@ -11,10 +11,11 @@ from jaxgen.nn.axes import HEADS, KV_HEADS, constrain
 from jaxgen.nn.linear import Linear
 from jaxgen.nn.norms import RMSNorm
 from jaxgen.nn.rope import apply_rope
-from jaxgen.nn.splash import splash_attention, splash_fits
+from jaxgen.nn.splash import splash_attention, splash_preferred
 
-# None lets JAX choose (and takes splash attention on TPU where the shapes fit); "xla" is the portable
-# reference; "cudnn" is cuDNN flash attention (GPU, bf16/fp16); "splash" forces the TPU kernel.
+# None lets JAX choose (and takes splash attention on TPU for long unmasked attention); "xla" is
+# the portable reference; "cudnn" is cuDNN flash attention (GPU, bf16/fp16); "splash" forces the
+# TPU kernel (unmasked attention only).
 IMPLEMENTATIONS = (None, "xla", "cudnn", "splash")
 QK_NORMS = (None, "rms_norm", "rms_norm_across_heads")
 
@@ -22,7 +23,8 @@ QK_NORMS = (None, "rms_norm", "rms_norm_across_heads")
 def check_implementation(implementation: str | None) -> None:
   """Raises ValueError unless implementation is one of IMPLEMENTATIONS."""
   if implementation not in IMPLEMENTATIONS:
-    raise ValueError(f"attention implementation={implementation!r}; expected one of {IMPLEMENTATIONS}")
+    raise ValueError(f"attention implementation={implementation!r}; expected one of "
+                     f"{IMPLEMENTATIONS}")
 
 
 def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None = None,
@@ -33,12 +35,11 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Ar
   """
   check_implementation(implementation)
   on_tpu = jax.default_backend() == "tpu"
-  fits = splash_fits(q.shape[1], k.shape[1], q.shape[-1], has_mask=mask is not None)
-  if implementation == "splash" and not (on_tpu and fits):
-    raise ValueError(
-        f"implementation='splash' needs a TPU backend (have {jax.default_backend()!r}), no mask and "
-        f"lengths/head dim in multiples of 128 (q {q.shape}, k {k.shape}, mask {mask is not None})")
-  if implementation == "splash" or (implementation is None and on_tpu and fits):
+  if implementation == "splash" and not (on_tpu and mask is None):
+    raise ValueError(f"implementation='splash' needs a TPU backend (have "
+                     f"{jax.default_backend()!r}) and no mask (mask given: {mask is not None})")
+  auto_splash = on_tpu and splash_preferred(q.shape[1], k.shape[1], mask is not None)
+  if implementation == "splash" or (implementation is None and auto_splash):
     return splash_attention(q, k, v)
   if mask is not None:
     mask = mask[:, None, None, :].astype(bool)
@@ -49,8 +50,8 @@ class Attention(nn.Module):
   """x: [B, L, D] attends to itself (context None, fused QKV) or to context: [B, S, D_c] (fused KV).
 
   Returns [B, L, D]. mask: [B, S] bool over context tokens; rope: (cos, sin) [L, H/2] for
-  self-attention. qk_norm "rms_norm_across_heads" normalises q and k over all heads at once (Wan 2.1),
-  "rms_norm" per head.
+  self-attention. qk_norm "rms_norm_across_heads" normalises q and k over all heads at once
+  (Wan 2.1), "rms_norm" per head.
   """
 
   num_heads: int
@@ -58,7 +59,7 @@ class Attention(nn.Module):
   qk_norm: str | None = None  # One of QK_NORMS.
   qk_norm_eps: float = 1e-6
   use_bias: bool = True  # Bias of the q/k/v projections (the output projection always has one).
-  zero_init_out: bool = False  # Zero output projection: a freshly added layer starts as the identity.
+  zero_init_out: bool = False  # Zero output projection: a new layer starts as the identity.
   dtype: Any = jnp.float32
   implementation: str | None = None  # One of IMPLEMENTATIONS.
 

@@ -13,7 +13,7 @@ from jaxgen.nn.linear import Linear
 
 def timestep_embedding(t: jax.Array, dim: int, flip_sin_to_cos: bool = True,
                        downscale_freq_shift: float = 0.0, max_period: float = 10000.0) -> jax.Array:
-  """Sinusoidal embedding of (fractional) timesteps (DDPM; Vaswani et al. 2017): t: [N] -> [N, dim] f32.
+  """Sinusoidal embedding of (fractional) timesteps (DDPM, Vaswani et al.): t: [N] -> [N, dim] f32.
 
   Frequencies are exp(-log(max_period) · i / (dim/2 - downscale_freq_shift)); DiT uses shift 1,
   PixArt-α and Wan shift 0. flip_sin_to_cos puts cos first.
@@ -30,7 +30,7 @@ def timestep_embedding(t: jax.Array, dim: int, flip_sin_to_cos: bool = True,
 
 
 class TimestepEmbedder(nn.Module):
-  """Sinusoid of a scalar then Linear-SiLU-Linear (DiT §3.2), in float32: t: [N] -> [N, features]."""
+  """Sinusoid of a scalar, then Linear-SiLU-Linear (DiT §3.2), in f32: t: [N] -> [N, features]."""
 
   features: int
   freq_dim: int = 256
@@ -63,7 +63,7 @@ class LabelEmbedder(nn.Module):
 
 
 class CaptionProjection(nn.Module):
-  """Text-token projection Linear-GELU(tanh)-Linear (PixArt-α, Wan 2.1): [B, S, D_text] -> [B, S, D]."""
+  """Text-token projection Linear-GELU(tanh)-Linear (PixArt-α, Wan): [B, S, D_text] -> [B, S, D]."""
 
   features: int
   dtype: Any = jnp.float32

@@ -12,7 +12,7 @@ Initializer = Callable[..., jax.Array]
 
 
 def _flat_init(init: Initializer, in_dims: int) -> Initializer:
-  """Runs a 2D initializer on the flattened [prod(in), prod(out)] kernel, so fan-in/out are right."""
+  """Runs a 2D initializer on the flattened [prod(in), prod(out)] kernel: right fan-in/out."""
 
   def wrapped(key, shape, dtype=jnp.float32):
     flat = (math.prod(shape[:in_dims]), math.prod(shape[in_dims:]))
@@ -22,7 +22,7 @@ def _flat_init(init: Initializer, in_dims: int) -> Initializer:
 
 
 class Linear(nn.Module):
-  """y: [..., *features] = x: [..., *in] · kernel: [*in, *features] + bias; contracts x's last in_dims."""
+  """y: [..., *features] = x: [..., *in] · kernel: [*in, *features] + bias (x's last in_dims)."""
 
   features: int | Sequence[int]
   axes: Sequence[str | None]  # Logical names of the kernel dims: inputs, then outputs.
@@ -37,7 +37,8 @@ class Linear(nn.Module):
     features = (self.features,) if isinstance(self.features, int) else tuple(self.features)
     axes = tuple(self.axes)
     if len(axes) != self.in_dims + len(features):
-      raise ValueError(f"axes={axes} must name {self.in_dims} input and {len(features)} output dims")
+      raise ValueError(
+          f"axes={axes} must name {self.in_dims} input and {len(features)} output dims")
     in_shape = x.shape[x.ndim - self.in_dims:]
     kernel = self.param(
         "kernel", nn.with_logical_partitioning(_flat_init(self.kernel_init, self.in_dims), axes),

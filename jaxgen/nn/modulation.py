@@ -1,6 +1,7 @@
-"""Adaptive LayerNorm modulation by the conditioning: adaLN-Zero (DiT), adaLN-single (PixArt-α, Wan).
+"""Adaptive LayerNorm modulation: adaLN-Zero (DiT), adaLN-single (PixArt-α, Wan 2.1).
 
-All of it computes in float32; modulation vectors come out as [B, n, D] (n chunks: shift, scale, gate...).
+All of it computes in float32; modulation vectors come out as [B, n, D] (n chunks: shift, scale,
+gate, ...).
 """
 
 import flax.linen as nn
@@ -21,7 +22,7 @@ def chunks(mod: jax.Array) -> tuple[jax.Array, ...]:
 
 
 class AdaLNZero(nn.Module):
-  """Per-block SiLU-Linear of the conditioning, zero-initialised so every block starts as the identity.
+  """Per-block SiLU-Linear of the conditioning, zero-initialised: every block starts as identity.
 
   Peebles & Xie 2023 (DiT) §3.2 "adaLN-Zero": c: [B, D_c] -> [B, num_chunks, features] f32.
   """
@@ -49,12 +50,13 @@ class AdaLNSingle(nn.Module):
   @nn.compact
   def __call__(self, c: jax.Array) -> jax.Array:
     mod = Linear(self.num_chunks * self.features, ("embed", "mlp"),
-                 kernel_init=nn.initializers.normal(0.02), name="linear")(nn.silu(c.astype(jnp.float32)))
+                 kernel_init=nn.initializers.normal(0.02),
+                 name="linear")(nn.silu(c.astype(jnp.float32)))
     return mod.reshape(c.shape[0], self.num_chunks, self.features)
 
 
 class ScaleShiftTable(nn.Module):
-  """A block's own learned table E(i): [num_chunks, D] added to the shared modulation (PixArt-α §2.3).
+  """A block's own learned table E(i): [num_chunks, D] added to the shared modulation (PixArt-α).
 
   Wan 2.1 calls it the per-block learned bias of the shared time projection.
   mod: [B, num_chunks or 1, D] -> [B, num_chunks, D] f32.

@@ -25,19 +25,19 @@ class LayerNorm(nn.Module):
     y = layer_norm(x, self.eps)
     features = (x.shape[-1],)
     if self.use_scale:
-      y = y * self.param("scale", nn.with_logical_partitioning(nn.initializers.ones_init(), ("norm",)),
-                         features, jnp.float32)
+      init = nn.with_logical_partitioning(nn.initializers.ones_init(), ("norm",))
+      y = y * self.param("scale", init, features, jnp.float32)
     if self.use_bias:
-      y = y + self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros_init(), ("norm",)),
-                         features, jnp.float32)
+      init = nn.with_logical_partitioning(nn.initializers.zeros_init(), ("norm",))
+      y = y + self.param("bias", init, features, jnp.float32)
     return y
 
 
 class RMSNorm(nn.Module):
   """RMSNorm over the last num_axes dims with a learned scale: x: [..., *S] -> [..., *S] f32.
 
-  num_axes=2 on q: [B, L, N, H] normalises across all heads at once (Wan 2.1's "rms_norm_across_heads");
-  num_axes=1 normalises each head separately.
+  num_axes=2 on q: [B, L, N, H] normalises across all heads at once (Wan 2.1's
+  "rms_norm_across_heads"); num_axes=1 normalises each head separately.
   """
 
   eps: float = 1e-6
@@ -49,6 +49,6 @@ class RMSNorm(nn.Module):
     reduce = tuple(range(x.ndim - self.num_axes, x.ndim))
     x = x.astype(jnp.float32)
     y = x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=reduce, keepdims=True) + self.eps)
-    scale = self.param("scale", nn.with_logical_partitioning(nn.initializers.ones_init(), self.axes),
-                       x.shape[x.ndim - self.num_axes:], jnp.float32)
+    init = nn.with_logical_partitioning(nn.initializers.ones_init(), self.axes)
+    scale = self.param("scale", init, x.shape[x.ndim - self.num_axes:], jnp.float32)
     return y * scale

@@ -17,7 +17,7 @@ def sincos_1d(dim: int, pos: np.ndarray) -> np.ndarray:
 
 def sincos_2d(dim: int, height: int, width: int, base_size: int | None = None,
               interpolation_scale: float = 1.0) -> np.ndarray:
-  """[height·width, dim] float32 for row-major tokens; first half encodes the column, second the row.
+  """[height·width, dim] f32 for row-major tokens; first half encodes the column, second the row.
 
   Coordinates are rescaled to a base_size grid then divided by interpolation_scale (PixArt-α's
   resolution-aware positions); base_size None keeps integer coordinates. The column-first half order
@@ -32,9 +32,10 @@ def sincos_2d(dim: int, height: int, width: int, base_size: int | None = None,
   return emb.astype(np.float32)
 
 
-def sincos_3d(dim: int, frames: int, height: int, width: int, spatial_interpolation_scale: float = 1.0,
+def sincos_3d(dim: int, frames: int, height: int, width: int,
+              spatial_interpolation_scale: float = 1.0,
               temporal_interpolation_scale: float = 1.0) -> np.ndarray:
-  """[frames, height·width, dim] float32: a quarter of dim encodes the frame, the rest (row, column)."""
+  """[frames, height·width, dim] f32: a quarter of dim encodes the frame, the rest (row, column)."""
   if dim % 4:
     raise ValueError(f"dim={dim} must be divisible by 4")
   spatial = sincos_2d(3 * dim // 4, height, width, interpolation_scale=spatial_interpolation_scale)

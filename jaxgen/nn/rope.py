@@ -1,4 +1,4 @@
-"""Rotary position embeddings (Su et al. 2021), with Wan 2.1's 3D split of the head dim over t/h/w."""
+"""Rotary position embeddings (Su et al. 2021), with Wan 2.1's 3D split of the head dim: t/h/w."""
 
 import jax
 import jax.numpy as jnp
@@ -38,7 +38,7 @@ def rope_3d(grid: tuple[int, int, int], head_dim: int, theta: float = 10000.0,
 
 
 def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
-  """Rotates interleaved pairs (x[2i], x[2i+1]) of x: [B, L, N, H] by cos, sin: [L, H/2]; f32 inside."""
+  """Rotates the pairs (x[2i], x[2i+1]) of x: [B, L, N, H] by cos, sin: [L, H/2]; f32 inside."""
   dtype = x.dtype
   x = x.astype(jnp.float32).reshape(x.shape[:-1] + (x.shape[-1] // 2, 2))
   x1, x2 = x[..., 0], x[..., 1]
