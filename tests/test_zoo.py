@@ -122,6 +122,39 @@ def test_load_onto_logical_shardings(t5_dir):
   assert wi.sharding.spec == jax.sharding.PartitionSpec(None, "x", None)
   assert wi.addressable_shards[0].data.shape == (2, 4, 48)
 
+def _write_checkpoint(path, config: dict, tensors: dict, name="model.safetensors"):
+  from safetensors.numpy import save_file
+
+  os.makedirs(path)
+  (path / "config.json").write_text(json.dumps(config))
+  save_file(tensors, path / name)
+
+
+def test_load_older_transformers_layouts(t5_dir, tmp_path, caplog):
+  from jaxgen.models import clip_text
+
+  # CLIP saved before transformers v5: names under "text_model.", plus the position_ids buffer.
+  torch.manual_seed(0)
+  clip = transformers.CLIPTextModel(transformers.CLIPTextConfig(
+      vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
+      num_attention_heads=2, max_position_embeddings=8, eos_token_id=2))
+  state = {k: v.numpy() for k, v in clip.state_dict().items()}
+  old = {"text_model." + k: v for k, v in state.items()}
+  old["text_model.embeddings.position_ids"] = np.arange(8)[None]
+  _write_checkpoint(tmp_path / "clip", clip.config.to_dict() | {"architectures": ["CLIPTextModel"]},
+                    old)
+  with caplog.at_level("WARNING", logger="jaxgen.zoo.checkpoint"):
+    config, params = zoo.load(tmp_path / "clip")
+  assert "text_model.embeddings.position_ids" in caplog.text  # Reported as unused, not an error.
+  assert_trees_equal(params, clip_text.convert_params(config, state.__getitem__))
+
+  # T5 whose tied token table is saved only as encoder.embed_tokens.weight.
+  ref, path = t5_dir
+  tensors = {k: v.numpy() for k, v in ref.state_dict().items() if k != "shared.weight"}
+  _write_checkpoint(tmp_path / "t5", json.loads((path / "config.json").read_text()), tensors)
+  config, params = zoo.load(tmp_path / "t5")
+  assert_trees_equal(params, t5.convert_params(config, state_reader(ref)))
+
 def test_legacy_transformer2d_class_names():
   assert families.family_for({"_class_name": "Transformer2DModel",
                               "norm_type": "ada_norm_zero"}).name == "dit"
