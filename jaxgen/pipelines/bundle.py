@@ -1,0 +1,157 @@
+"""A text-to-video model bundle: tokenizer, text encoder, video DiT and video VAE, in one directory.
+
+    DIR/model.json          format, version, and the TextToVideoConfig as JSON
+    DIR/params.safetensors  {"text_encoder/...", "transformer/...", "vae/..."} flat params
+    DIR/tokenizer/          a transformers tokenizer (save_pretrained layout)
+
+Saving writes a temporary directory beside DIR and renames it into place, so a
+bundle is either whole or absent.
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from typing import Any
+
+import numpy as np
+
+from jaxgen.diffusion import parameterization
+from jaxgen.diffusion import schedules
+from jaxgen.models.clip_text import CLIPTextConfig
+from jaxgen.models.vae_wan import AutoencoderKLWanConfig
+from jaxgen.models.wan import WanConfig
+
+FORMAT, VERSION = "jaxgen-bundle", 1
+STORAGE_DTYPES = ("float32", "float16")
+
+
+@dataclasses.dataclass(frozen=True)
+class TextToVideoConfig:
+  """What a text-to-video bundle holds, and how it samples by default."""
+  text_encoder: CLIPTextConfig
+  transformer: WanConfig
+  vae: AutoencoderKLWanConfig
+  schedule: schedules.Schedule = schedules.FlowSchedule()
+  prediction_type: str = "flow"
+  num_frames: int = 17  # 4n+1 for the causal VAE
+  height: int = 32
+  width: int = 32
+  frame_conditioning: bool = True  # transformer input carries conditions.condition_channels
+  sampler: str = "unipc"  # defaults for `jaxgen generate`
+  num_steps: int = 30
+  guidance_scale: float = 4.0
+  description: str = ""
+
+  def __post_init__(self):
+    parameterization.check_prediction_type(self.prediction_type)
+    z = self.vae.z_dim
+    expected = 2 * z + 1 if self.frame_conditioning else z
+    if self.transformer.in_channels != expected or self.transformer.out_channels != z:
+      raise ValueError(f"transformer has in/out channels {self.transformer.in_channels}/"
+                       f"{self.transformer.out_channels}; expected {expected}/{z} for a VAE with "
+                       f"z_dim={z} and frame_conditioning={self.frame_conditioning}")
+    if self.transformer.text_dim != self.text_encoder.hidden_size:
+      raise ValueError(f"transformer.text_dim={self.transformer.text_dim}; expected the text encoder's "
+                       f"hidden_size={self.text_encoder.hidden_size}")
+
+  def latent_frames(self, num_frames: int) -> int:
+    tf = self.vae.temporal_factor
+    if num_frames < 1 or (num_frames - 1) % tf:
+      raise ValueError(f"num_frames={num_frames} is not supported; expected 1 + {tf}k frames "
+                       f"(e.g. {self.num_frames}) for this model's causal VAE")
+    return 1 + (num_frames - 1) // tf
+
+  def latent_shape(self, num_frames: int) -> tuple[int, int, int, int]:
+    """(t, h, w, C) of the latents of a num_frames video."""
+    f = self.vae.spatial_factor
+    return (self.latent_frames(num_frames), self.height // f, self.width // f, self.vae.z_dim)
+
+
+def _encode(value: Any) -> Any:
+  """Configs as JSON: nested dataclasses tagged with their class, tuples and dtypes tagged."""
+  if dataclasses.is_dataclass(value) and not isinstance(value, type):
+    return {"__class__": f"{type(value).__module__}:{type(value).__qualname__}",
+            **{f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}}
+  if isinstance(value, tuple):
+    return {"__tuple__": [_encode(v) for v in value]}
+  if value is None or isinstance(value, (bool, int, float, str)):
+    return value
+  return {"__dtype__": np.dtype(value).name}
+
+
+def _decode(value: Any) -> Any:
+  if not isinstance(value, dict):
+    return value
+  if "__tuple__" in value:
+    return tuple(_decode(v) for v in value["__tuple__"])
+  if "__dtype__" in value:
+    import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+    return jnp.dtype(value["__dtype__"]).type
+  module, _, name = value["__class__"].partition(":")
+  if not module.startswith("jaxgen."):  # never import code a file names
+    raise ValueError(f"model.json names class {value['__class__']!r}; expected a jaxgen class")
+  import importlib  # pylint: disable=g-import-not-at-top
+  cls = getattr(importlib.import_module(module), name)
+  return cls(**{k: _decode(v) for k, v in value.items() if k != "__class__"})
+
+
+def save_bundle(path: str | os.PathLike, config: TextToVideoConfig, params: dict, tokenizer: Any, *,
+                storage_dtype: str = "float32") -> str:
+  """Writes a bundle atomically. params: {"text_encoder", "transformer", "vae"}; tokenizer: a
+  transformers tokenizer or a directory holding one."""
+  from flax import traverse_util  # pylint: disable=g-import-not-at-top
+  from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
+
+  if storage_dtype not in STORAGE_DTYPES:
+    raise ValueError(f"storage_dtype={storage_dtype!r} is not supported; expected one of {STORAGE_DTYPES}")
+  if set(params) != {"text_encoder", "transformer", "vae"}:
+    raise ValueError(f"params has keys {sorted(params)}; expected text_encoder, transformer, vae")
+  path = os.path.abspath(os.fspath(path))
+  parent = os.path.dirname(path)
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix=os.path.basename(path) + ".tmp-", dir=parent)
+  try:
+    flat = traverse_util.flatten_dict(params, sep="/")
+    save_file({k: np.asarray(v, np.float32).astype(storage_dtype) for k, v in flat.items()},
+              os.path.join(tmp, "params.safetensors"))
+    tokenizer_dir = os.path.join(tmp, "tokenizer")
+    if isinstance(tokenizer, (str, os.PathLike)):
+      shutil.copytree(tokenizer, tokenizer_dir)
+    else:
+      tokenizer.save_pretrained(tokenizer_dir)
+    with open(os.path.join(tmp, "model.json"), "w") as f:
+      json.dump({"format": FORMAT, "version": VERSION, "config": _encode(config)}, f, indent=1)
+    if os.path.exists(path):
+      old = path + ".old"
+      shutil.rmtree(old, ignore_errors=True)
+      os.rename(path, old)
+      os.rename(tmp, path)
+      shutil.rmtree(old)
+    else:
+      os.rename(tmp, path)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+  return path
+
+
+def load_bundle(path: str | os.PathLike):
+  """-> (TextToVideoConfig, params as float32 numpy, tokenizer directory)."""
+  from flax import traverse_util  # pylint: disable=g-import-not-at-top
+  from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
+
+  path = os.fspath(path)
+  files = [os.path.join(path, n) for n in ("model.json", "params.safetensors", "tokenizer")]
+  if not all(os.path.exists(f) for f in files):
+    raise ValueError(f"{path!r} is not a jaxgen text-to-video bundle; expected {path}/model.json, "
+                     f"{path}/params.safetensors and {path}/tokenizer/")
+  with open(files[0]) as f:
+    meta = json.load(f)
+  if meta.get("format") != FORMAT or meta.get("version", 0) > VERSION:
+    raise ValueError(f"{files[0]!r} has format {meta.get('format')!r} version {meta.get('version')}; "
+                     f"expected {FORMAT!r} <= {VERSION}")
+  config = _decode(meta["config"])
+  flat = {k: v.astype(np.float32) for k, v in load_file(files[1]).items()}
+  return config, traverse_util.unflatten_dict(flat, sep="/"), files[2]

@@ -1,0 +1,61 @@
+"""Writing videos: GIF, MP4 or numbered PNG frames, chosen by extension, written atomically."""
+
+import os
+import tempfile
+
+import numpy as np
+
+FORMATS = (".gif", ".mp4", ".png")
+
+
+def check_output(path: str) -> str:
+  """The lower-case extension of `path`, or a ValueError naming the supported ones."""
+  ext = os.path.splitext(path)[1].lower()
+  if ext not in FORMATS:
+    raise ValueError(f"output={path!r} has extension {ext!r}; expected one of {', '.join(FORMATS)}")
+  return ext
+
+
+def upscale(video: np.ndarray, factor: int) -> np.ndarray:
+  """Nearest-neighbour upscaling of [T, H, W, C] frames, to keep small videos crisp."""
+  return video if factor == 1 else video.repeat(factor, axis=1).repeat(factor, axis=2)
+
+
+def write_video(path: str, video: np.ndarray, fps: float = 8.0) -> list[str]:
+  """Writes uint8 frames [T, H, W, 3]; returns the files written.
+
+  .gif loops forever; .mp4 is H.264 through imageio-ffmpeg; .png writes one file per
+  frame, PATH_000.png, PATH_001.png, ... Each file appears whole or not at all.
+  """
+  import imageio.v3 as iio  # pylint: disable=g-import-not-at-top
+
+  ext = check_output(path)
+  video = np.asarray(video)
+  if video.dtype != np.uint8 or video.ndim != 4 or video.shape[-1] != 3:
+    raise ValueError(f"video has dtype {video.dtype} and shape {video.shape}; expected uint8 [T, H, W, 3]")
+  directory = os.path.dirname(os.path.abspath(path))
+  os.makedirs(directory, exist_ok=True)
+  if ext == ".png":
+    stem = os.path.splitext(path)[0]
+    targets = [(f"{stem}_{i:03d}.png", frame) for i, frame in enumerate(video)]
+  else:
+    targets = [(path, video)]
+  written = []
+  for target, data in targets:
+    fd, tmp = tempfile.mkstemp(suffix=ext, dir=directory)
+    os.close(fd)
+    try:
+      if ext == ".gif":
+        iio.imwrite(tmp, data, extension=".gif", duration=1000.0 / fps, loop=0)
+      elif ext == ".mp4":  # imageio-ffmpeg; macro_block_size=1 keeps sizes that are not multiples of 16
+        iio.imwrite(tmp, data, extension=".mp4", fps=fps, macro_block_size=1)
+      else:
+        iio.imwrite(tmp, data, extension=".png")
+      os.replace(tmp, target)
+    except BaseException:
+      if os.path.exists(tmp):
+        os.remove(tmp)
+      raise
+    written.append(target)
+  return written
+
