@@ -1,0 +1,105 @@
+"""The text-to-video pipeline on the randomly initialised tiny model: bundles, tasks, CLI."""
+
+import os
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from jaxgen import cli
+from jaxgen.pipelines import conditioning
+from jaxgen.pipelines.bundle import load_bundle, save_bundle
+from jaxgen.pipelines.load import load_pipeline, random_tiny
+from jaxgen.pipelines.text_to_video import TextToVideo
+
+STEPS = 2  # every test samples with the same static config, so the program compiles once
+
+
+@pytest.fixture(scope="module")
+def pipe():
+  return TextToVideo(*random_tiny())
+
+
+def test_generates_videos_deterministically(pipe):
+  videos = pipe(["a red 3 moving left", "a blue 5 moving up"], num_steps=STEPS, seed=1)
+  assert videos.shape == (2, 17, 32, 32, 3) and videos.dtype == np.uint8
+  np.testing.assert_array_equal(videos, pipe(["a red 3 moving left", "a blue 5 moving up"],
+                                             num_steps=STEPS, seed=1))
+  assert not np.array_equal(videos, pipe(["a red 3 moving left", "a blue 5 moving up"],
+                                         num_steps=STEPS, seed=2))
+  # The prompt reaches the model.
+  assert not np.array_equal(videos[0], videos[1])
+
+
+def test_bundle_round_trip(pipe, tmp_path):
+  config, params, tokenizer_dir = random_tiny()
+  path = save_bundle(tmp_path / "tiny", config, params, tokenizer_dir)
+  loaded = load_bundle(path)
+  assert loaded[0] == config
+  np.testing.assert_array_equal(TextToVideo(*loaded)("a red 3 moving left", num_steps=STEPS),
+                                pipe("a red 3 moving left", num_steps=STEPS))
+  assert not [p for p in os.listdir(tmp_path) if p != "tiny"]  # no temporary leftovers
+  half = load_bundle(save_bundle(tmp_path / "half", config, params, tokenizer_dir, storage_dtype="float16"))
+  kernel = params["transformer"]["proj_out"]["kernel"]
+  np.testing.assert_allclose(half[1]["transformer"]["proj_out"]["kernel"], kernel, rtol=1e-3, atol=1e-6)
+
+
+def test_given_frames_are_kept(pipe):
+  """Image-to-video: the first latent frame is given, so the first decoded frame is its decode."""
+  source = pipe("a green 8 moving down", num_steps=STEPS, seed=3)
+  z = np.asarray(pipe.encode_video(source))[0]
+  mask = np.asarray(conditioning.task_mask("i2v", z.shape[0]))
+  out = pipe("a green 8 moving down", num_steps=STEPS, seed=4, condition=z, frame_mask=mask)
+  reference = pipe("a green 8 moving down", num_steps=STEPS, seed=4, condition=z,
+                   frame_mask=np.ones_like(mask))  # every frame given: the plain reconstruction
+  np.testing.assert_array_equal(out[0, 0], reference[0, 0])
+  assert not np.array_equal(out[0, -1], reference[0, -1])
+
+
+def test_task_masks():
+  np.testing.assert_array_equal(conditioning.task_mask("t2v", 5), [0, 0, 0, 0, 0])
+  np.testing.assert_array_equal(conditioning.task_mask("i2v", 5), [1, 0, 0, 0, 0])
+  np.testing.assert_array_equal(conditioning.task_mask("extend", 5, 2), [1, 1, 0, 0, 0])
+  np.testing.assert_array_equal(conditioning.task_mask("interpolate", 5), [1, 0, 0, 0, 1])
+  with pytest.raises(ValueError, match="task='outpaint'"):
+    conditioning.task_mask("outpaint", 5)
+
+
+@pytest.mark.parametrize("ext", [".gif", ".mp4"])
+def test_cli_writes_videos(tmp_path, ext, capsys):
+  out = str(tmp_path / f"seven{ext}")
+  assert cli.main(["generate", "a red 7 moving right", "-o", out, "--model", "random-tiny",
+                   "--steps", str(STEPS), "--upscale", "2"]) == 0
+  assert iio.imread(out).shape == (17, 64, 64, 3)
+  assert "wrote" in capsys.readouterr().out
+
+
+def test_cli_writes_png_frames_and_several_videos(tmp_path):
+  out = str(tmp_path / "frames.png")
+  assert cli.main(["generate", "a red 7 moving right", "-o", out, "--model", "random-tiny",
+                   "--steps", str(STEPS), "--num-videos", "2", "--upscale", "1"]) == 0
+  names = sorted(os.listdir(tmp_path))
+  assert len(names) == 34 and names[0] == "frames_0_000.png" and names[-1] == "frames_1_016.png"
+  assert iio.imread(tmp_path / names[0]).shape == (32, 32, 3)
+
+
+def test_default_model_says_when_it_is_untrained(capsys):
+  pipe_, note = load_pipeline(None)
+  assert isinstance(pipe_, TextToVideo)
+  if note is not None:
+    assert "randomly initialised" in note
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["-o", "x.avi"], "extension '.avi'"),
+    (["-o", "x.gif", "--steps", "0"], "--steps=0"),
+    (["-o", "x.gif", "--frames", "16", "--model", "random-tiny"], "num_frames=16"),
+    (["-o", "x.gif", "--model", "no-such-model"], "model='no-such-model'"),
+    (["-o", "x.gif", "--sampler", "plms", "--model", "random-tiny"], "sampler='plms'"),
+])
+def test_cli_errors_name_the_argument(argv, match, capsys, tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  assert cli.main(["generate", "a red 7 moving right"] + argv) == 2
+  err = capsys.readouterr().err
+  assert "error:" in err and match in err
+  assert not os.listdir(tmp_path)  # nothing half-written
