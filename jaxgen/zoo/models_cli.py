@@ -42,4 +42,30 @@ def run(args: argparse.Namespace) -> int:
   widths = [max(len(r[i]) for r in table) for i in range(3)]
   for r in table:
     print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3])
+  if args.family is None:
+    print("\ntext-to-video models for `jaxgen generate --model NAME`:")
+    for name, count, description in pipelines():
+      print(f"  {name.ljust(widths[0])}  {count.ljust(8)}  {description}")
   return 0
+
+
+def pipelines() -> list[tuple[str, str, str]]:
+  """(name, params, description) of the shipped text-to-video bundles, and random-tiny."""
+  import json
+  import math
+  import os
+
+  from safetensors import safe_open
+
+  from jaxgen.pipelines import load
+
+  out = []
+  for name in load.shipped_models():
+    path = os.path.join(load.WEIGHTS_DIR, name)
+    with safe_open(os.path.join(path, "params.safetensors"), "np") as f:
+      count = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+    with open(os.path.join(path, "model.json")) as f:
+      description = json.load(f)["config"].get("description", "")
+    out.append((name, format_count(count), description))
+  out.append((load.RANDOM_TINY, "", "randomly initialised, built in memory; for tests and smoke runs"))
+  return out
