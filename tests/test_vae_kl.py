@@ -74,7 +74,8 @@ def test_decode_matches_diffusers(tiny):
   z = np.random.RandomState(1).randn(2, 8, 12, 4).astype(np.float32)
   out = jax.jit(lambda p, z: model.apply({"params": p}, z, method=model.decode))(params, z)
   with torch.no_grad():
-    expected = ref.decode(torch.from_numpy(z).permute(0, 3, 1, 2)).sample.permute(0, 2, 3, 1).numpy()
+    expected = ref.decode(torch.from_numpy(z).permute(0, 3, 1, 2)).sample
+  expected = expected.permute(0, 2, 3, 1).numpy()
   assert out.shape == (2, 16, 24, 3) and out.dtype == jnp.float32
   assert rel_err(out, expected) <= 1e-4
 
@@ -89,7 +90,8 @@ def test_posterior_sampling_uses_the_key():
   assert not np.allclose(a, c)
   eps = jax.random.normal(jax.random.key(0), mean.shape)
   np.testing.assert_allclose(a, mean + 0.5 * eps, rtol=1e-6)
-  np.testing.assert_allclose(vae_common.posterior_kl(jnp.zeros_like(mean), jnp.zeros_like(mean)), [0.0])
+  zeros = jnp.zeros_like(mean)
+  np.testing.assert_allclose(vae_common.posterior_kl(zeros, zeros), [0.0])
 
 
 def test_normalize_follows_scaling_and_shift(tiny):
@@ -126,6 +128,7 @@ def test_bad_inputs_raise_before_compiling(tiny):
   with pytest.raises(ValueError, match=r"z has shape \(1, 4, 4, 3\)"):
     model.apply({"params": params}, jnp.zeros((1, 4, 4, 3)), method=model.decode)
   with pytest.raises(ValueError, match="down_block_types"):
-    vae_kl.AutoencoderKLConfig.from_diffusers({**TINY, "down_block_types": ["CrossAttnDownBlock2D"] * 2})
+    vae_kl.AutoencoderKLConfig.from_diffusers(
+        {**TINY, "down_block_types": ["CrossAttnDownBlock2D"] * 2})
   with pytest.raises(KeyError, match=r"checkpoint has no tensor .*conv_in\.bias"):
     vae_kl.convert_params(config, {}.__getitem__)

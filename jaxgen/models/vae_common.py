@@ -18,7 +18,7 @@ VIDEO_ACTIVATION_AXES = ("batch", "frames", "height", "width", "channels")
 
 # PyTorch's default conv/linear init, U(±1/sqrt(fan_in)), so that freshly initialised models
 # behave like the reference ones (relevant when training a small VAE from scratch).
-_torch_default_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+torch_default_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
 
 
 def conv(features: int, kernel_size: tuple[int, ...], dtype: Dtype, name: str,
@@ -28,7 +28,7 @@ def conv(features: int, kernel_size: tuple[int, ...], dtype: Dtype, name: str,
   return nn.Conv(
       features, kernel_size, strides=strides, padding=padding, dtype=dtype,
       param_dtype=jnp.float32, name=name,
-      kernel_init=nn.with_logical_partitioning(_torch_default_init, kernel_axes),
+      kernel_init=nn.with_logical_partitioning(torch_default_init, kernel_axes),
       bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), ("conv_out",)))
 
 
@@ -36,7 +36,7 @@ def pointwise(features: int, dtype: Dtype, name: str) -> nn.Dense:
   """A 1×1 convolution / linear layer over the last axis, params named (conv_in, conv_out)."""
   return nn.Dense(
       features, dtype=dtype, param_dtype=jnp.float32, name=name,
-      kernel_init=nn.with_logical_partitioning(_torch_default_init, ("conv_in", "conv_out")),
+      kernel_init=nn.with_logical_partitioning(torch_default_init, ("conv_in", "conv_out")),
       bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), ("conv_out",)))
 
 
@@ -50,7 +50,7 @@ def group_norm(num_groups: int, name: str, epsilon: float = 1e-6) -> nn.GroupNor
 
 
 def upsample_nearest2x(x: Array) -> Array:
-  """Nearest-neighbour 2× upsampling of the two axes before channels: [..., H, W, C] -> [..., 2H, 2W, C]."""
+  """Nearest-neighbour 2× upsampling of H and W: [..., H, W, C] -> [..., 2H, 2W, C]."""
   *lead, h, w, c = x.shape
   x = jnp.broadcast_to(x[..., :, None, :, None, :], (*lead, h, 2, w, 2, c))
   return x.reshape(*lead, 2 * h, 2 * w, c)
@@ -90,7 +90,8 @@ def posterior_kl(mean: Array, logvar: Array) -> Array:
 # down_blocks.0), so each Flax leaf knows its source tensor; conversion walks our tree.
 
 
-def _leaves(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+def _leaves(tree: Mapping[str, Any],
+            prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
   for key, value in tree.items():
     if isinstance(value, Mapping):
       yield from _leaves(value, prefix + (key,))
@@ -102,13 +103,13 @@ _LEAF_NAMES = {"kernel": "weight", "scale": "weight", "bias": "bias", "gamma": "
 
 
 def source_name(path: tuple[str, ...]) -> str:
-  """Flax param path -> PyTorch state-dict name, e.g. (down_blocks_0, conv1, kernel) -> down_blocks.0.conv1.weight."""
+  """Flax param path -> PyTorch name: (up_blocks_0, conv1, kernel) -> up_blocks.0.conv1.weight."""
   modules = [re.sub(r"_(\d+)$", r".\1", p) for p in path[:-1]]
   return ".".join(modules + [_LEAF_NAMES[path[-1]]])
 
 
 def _to_flax_layout(w: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-  """A PyTorch tensor in its layout (O, I, *k) -> ours (*k, I, O) for kernels, reshaped to `shape`."""
+  """A PyTorch tensor -> our layout: kernels (O, I, *k) -> (*k, I, O), then reshaped to `shape`."""
   if len(shape) >= 2 and w.ndim >= 2:  # kernels
     if len(shape) == 2 and w.ndim > 2:  # a 1×1(×1) conv that we run as a dense layer
       w = w.reshape(w.shape[0], w.shape[1])
@@ -145,7 +146,7 @@ def convert_tree(shapes: Mapping[str, Any], read: Callable[[str], np.ndarray],
 
 
 def source_names(shapes: Mapping[str, Any], prefix: str = "") -> list[str]:
-  """Every PyTorch state-dict name that `convert_tree` reads for a params tree shaped like `shapes`."""
+  """Every PyTorch state-dict name that `convert_tree` reads for a tree shaped like `shapes`."""
   return [prefix + source_name(path) for path, _ in _leaves(shapes)]
 
 

@@ -1,4 +1,6 @@
-"""Stable Diffusion's KL-regularised image autoencoder (Rombach et al. 2022, "LDM"), = diffusers AutoencoderKL.
+"""Stable Diffusion's KL-regularised image autoencoder (Rombach et al. 2022, "LDM").
+
+The same model as diffusers' AutoencoderKL.
 
 Images are [B, H, W, C] in [-1, 1]; latents are [B, H/f, W/f, latent_channels] with
 f = 2^(len(block_out_channels) - 1).
@@ -125,7 +127,7 @@ class MidBlock(nn.Module):
 
 
 class Downsample(nn.Module):
-  """Stride-2 3×3 conv after padding right/bottom by one, as the LDM encoder: [B, H, W, C] -> [B, H/2, W/2, C]."""
+  """Pad right/bottom by one, then a stride-2 3×3 conv: [B, H, W, C] -> [B, H/2, W/2, C]."""
   dtype: Any
 
   @nn.compact
@@ -144,7 +146,7 @@ class Upsample(nn.Module):
 
 
 class Level(nn.Module):
-  """One resolution level: `num_layers` resnets, then an optional 2× down/upsampler: [B, H, W, C]."""
+  """One resolution level: `num_layers` resnets, then optionally 2× resampling: [B, H, W, C]."""
   features: int
   num_layers: int
   groups: int
@@ -200,7 +202,7 @@ class Decoder(nn.Module):
 
 
 class AutoencoderKL(nn.Module):
-  """The KL autoencoder: `encode` images to a diagonal Gaussian posterior, `decode` latents to images."""
+  """The KL autoencoder: `encode` images to a diagonal Gaussian posterior, `decode` latents."""
   config: AutoencoderKLConfig
 
   def setup(self):
@@ -213,7 +215,7 @@ class AutoencoderKL(nn.Module):
       self.post_quant_conv = vc.pointwise(cfg.latent_channels, cfg.dtype, "post_quant_conv")
 
   def encode(self, x: Array) -> tuple[Array, Array]:
-    """x: [B, H, W, C_in] in [-1, 1] -> posterior (mean, logvar), each [B, H/f, W/f, latent], float32."""
+    """x: [B, H, W, C_in] in [-1, 1] -> posterior (mean, logvar), each [B, H/f, W/f, C], f32."""
     _check_images(self.config, x)
     moments = self.encoder(x)
     if self.config.use_quant_conv:
@@ -229,12 +231,12 @@ class AutoencoderKL(nn.Module):
     return self.decoder(z).astype(jnp.float32)
 
   def __call__(self, x: Array, key: Array | None = None) -> Array:
-    """Reconstruction [B, H, W, C]: decode the posterior mean, or a sample of it when `key` is given."""
+    """Reconstruction [B, H, W, C] of the posterior mean, or of a sample when `key` is given."""
     mean, logvar = self.encode(x)
     return self.decode(mean if key is None else vc.posterior_sample(key, mean, logvar))
 
   def normalize(self, z: Array) -> Array:
-    """Posterior latents -> the diffusion model's unit-variance latents (LDM §4.3.2): [..., latent]."""
+    """Posterior latents -> the diffusion model's unit-variance latents (LDM §4.3.2): [..., C]."""
     return normalize(self.config, z)
 
   def denormalize(self, z: Array) -> Array:
