@@ -1,6 +1,8 @@
 """AutoencoderKL (SD's VAE): float32 parity with diffusers on a tiny random model, conversion,
 presets and input errors."""
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -132,3 +134,13 @@ def test_bad_inputs_raise_before_compiling(tiny):
         {**TINY, "down_block_types": ["CrossAttnDownBlock2D"] * 2})
   with pytest.raises(KeyError, match=r"checkpoint has no tensor .*conv_in\.bias"):
     vae_kl.convert_params(config, {}.__getitem__)
+
+
+def test_bfloat16_compute_stays_close_to_float32(tiny):
+  _, config, params, model = tiny
+  model16 = vae_kl.AutoencoderKL(dataclasses.replace(config, dtype=jnp.bfloat16))
+  z = np.random.RandomState(2).randn(1, 8, 8, 4).astype(np.float32)
+  decode = lambda m: jax.jit(lambda p, z: m.apply({"params": p}, z, method=m.decode))
+  out32, out16 = decode(model)(params, z), decode(model16)(params, z)
+  assert out16.dtype == jnp.float32
+  assert rel_err(out16, np.asarray(out32)) <= 3e-2
