@@ -175,8 +175,7 @@ class AutoencoderKLWan(nn.Module):
     self.decoder = Decoder3d(cfg)
 
   def encode(self, x: Array) -> tuple[Array, Array]:
-    """x: [B, T=4n+1, H, W, C_in] in [-1, 1] -> posterior (mean, logvar), each
-    [B, 1 + (T-1)/temporal_factor, H/8, W/8, z], float32."""
+    """x: [B, 4n+1, H, W, C] in [-1, 1] -> posterior (mean, logvar) [B, 1+n, H/8, W/8, z], f32."""
     check_video(self.config, x)
     x = x.astype(self.config.dtype)
     first, cache = self.encoder(x[:, :1], None)
@@ -197,8 +196,10 @@ class AutoencoderKLWan(nn.Module):
     return vc.split_moments(self.quant_conv(moments))
 
   def decode(self, z: Array, clip: bool = True) -> Array:
-    """z: [B, t, h, w, z_dim] (unnormalised) -> video [B, 1 + (t-1)·temporal_factor, 8h, 8w, C_out],
-    float32, clipped to [-1, 1] as the reference does unless `clip=False`."""
+    """z: [B, 1+n, h, w, z] -> video [B, 4n+1, 8h, 8w, C], f32, clipped to [-1, 1] unless `clip`=False.
+
+    Training wants `clip=False`: the reference's clamp has no gradient outside [-1, 1].
+    """
     check_latents(self.config, z)
     z = z.astype(self.config.dtype)
     post = lambda y: jnp.clip(y, -1.0, 1.0) if clip else y
