@@ -196,7 +196,7 @@ class AutoencoderKLWan(nn.Module):
     return vc.split_moments(self.quant_conv(moments))
 
   def decode(self, z: Array, clip: bool = True) -> Array:
-    """z: [B, 1+n, h, w, z] -> video [B, 4n+1, 8h, 8w, C], f32, clipped to [-1, 1] unless clip=False.
+    """z: [B, 1+n, h, w, z] -> video [B, 4n+1, 8h, 8w, C], f32, clipped to [-1, 1] unless not clip.
 
     Training wants `clip=False`: the reference's clamp has no gradient outside [-1, 1].
     """
