@@ -12,7 +12,6 @@ import dataclasses
 import json
 import os
 import shutil
-import tempfile
 from typing import Any
 
 import numpy as np
@@ -22,6 +21,7 @@ from jaxgen.diffusion import schedules
 from jaxgen.models.clip_text import CLIPTextConfig
 from jaxgen.models.vae_wan import AutoencoderKLWanConfig
 from jaxgen.models.wan import WanConfig
+from jaxgen.zoo import native
 
 FORMAT, VERSION = "jaxgen-bundle", 1
 STORAGE_DTYPES = ("float32", "float16")
@@ -69,34 +69,6 @@ class TextToVideoConfig:
     return (self.latent_frames(num_frames), self.height // f, self.width // f, self.vae.z_dim)
 
 
-def _encode(value: Any) -> Any:
-  """Configs as JSON: nested dataclasses tagged with their class, tuples and dtypes tagged."""
-  if dataclasses.is_dataclass(value) and not isinstance(value, type):
-    return {"__class__": f"{type(value).__module__}:{type(value).__qualname__}",
-            **{f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}}
-  if isinstance(value, tuple):
-    return {"__tuple__": [_encode(v) for v in value]}
-  if value is None or isinstance(value, (bool, int, float, str)):
-    return value
-  return {"__dtype__": np.dtype(value).name}
-
-
-def _decode(value: Any) -> Any:
-  if not isinstance(value, dict):
-    return value
-  if "__tuple__" in value:
-    return tuple(_decode(v) for v in value["__tuple__"])
-  if "__dtype__" in value:
-    import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-    return jnp.dtype(value["__dtype__"]).type
-  module, _, name = value["__class__"].partition(":")
-  if not module.startswith("jaxgen."):  # never import code a file names
-    raise ValueError(f"model.json names class {value['__class__']!r}; expected a jaxgen class")
-  import importlib  # pylint: disable=g-import-not-at-top
-  cls = getattr(importlib.import_module(module), name)
-  return cls(**{k: _decode(v) for k, v in value.items() if k != "__class__"})
-
-
 def save_bundle(path: str | os.PathLike, config: TextToVideoConfig, params: dict, tokenizer: Any, *,
                 storage_dtype: str = "float32") -> str:
   """Writes a bundle atomically. params: {"text_encoder", "transformer", "vae"}; tokenizer: a
@@ -109,31 +81,19 @@ def save_bundle(path: str | os.PathLike, config: TextToVideoConfig, params: dict
   if set(params) != {"text_encoder", "transformer", "vae"}:
     raise ValueError(f"params has keys {sorted(params)}; expected text_encoder, transformer, vae")
   path = os.path.abspath(os.fspath(path))
-  parent = os.path.dirname(path)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=os.path.basename(path) + ".tmp-", dir=parent)
-  try:
+
+  def fill(tmp):
     flat = traverse_util.flatten_dict(params, sep="/")
     save_file({k: np.asarray(v, np.float32).astype(storage_dtype) for k, v in flat.items()},
               os.path.join(tmp, "params.safetensors"))
-    tokenizer_dir = os.path.join(tmp, "tokenizer")
     if isinstance(tokenizer, (str, os.PathLike)):
-      shutil.copytree(tokenizer, tokenizer_dir)
+      shutil.copytree(tokenizer, os.path.join(tmp, "tokenizer"))
     else:
-      tokenizer.save_pretrained(tokenizer_dir)
+      tokenizer.save_pretrained(os.path.join(tmp, "tokenizer"))
     with open(os.path.join(tmp, "model.json"), "w") as f:
-      json.dump({"format": FORMAT, "version": VERSION, "config": _encode(config)}, f, indent=1)
-    if os.path.exists(path):
-      old = path + ".old"
-      shutil.rmtree(old, ignore_errors=True)
-      os.rename(path, old)
-      os.rename(tmp, path)
-      shutil.rmtree(old)
-    else:
-      os.rename(tmp, path)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
+      json.dump({"format": FORMAT, "version": VERSION, "config": native.config_to_json(config)}, f, indent=1)
+
+  native.write_directory(path, fill)
   return path
 
 
@@ -152,6 +112,6 @@ def load_bundle(path: str | os.PathLike):
   if meta.get("format") != FORMAT or meta.get("version", 0) > VERSION:
     raise ValueError(f"{files[0]!r} has format {meta.get('format')!r} version {meta.get('version')}; "
                      f"expected {FORMAT!r} <= {VERSION}")
-  config = _decode(meta["config"])
+  config = native.config_from_json(meta["config"])
   flat = {k: v.astype(np.float32) for k, v in load_file(files[1]).items()}
   return config, traverse_util.unflatten_dict(flat, sep="/"), files[2]

@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Any
+from typing import Any, Callable
 
 from jaxgen.zoo import checkpoint
 from jaxgen.zoo import families
@@ -23,17 +23,17 @@ META_FILE = "jaxgen.json"
 PARAMS_DIR = "params"
 
 
-def _encode(value: Any) -> Any:
+def config_to_json(value: Any) -> Any:
   """A config field value as JSON (tuples, dtypes and nested configs tagged to round-trip)."""
   if dataclasses.is_dataclass(value) and not isinstance(value, type):
     return {"__config__": f"{type(value).__module__}:{type(value).__qualname__}",
-            "fields": {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}}
+            "fields": {f.name: config_to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}}
   if isinstance(value, tuple):
-    return {"__tuple__": [_encode(v) for v in value]}
+    return {"__tuple__": [config_to_json(v) for v in value]}
   if isinstance(value, list):
-    return [_encode(v) for v in value]
+    return [config_to_json(v) for v in value]
   if isinstance(value, dict):
-    return {k: _encode(v) for k, v in value.items()}
+    return {k: config_to_json(v) for k, v in value.items()}
   if value is None or isinstance(value, (bool, int, float, str)):
     return value
   import numpy as np
@@ -44,21 +44,21 @@ def _encode(value: Any) -> Any:
     raise ValueError(f"config value {value!r} cannot be stored as JSON") from None
 
 
-def _decode(value: Any) -> Any:
+def config_from_json(value: Any) -> Any:
   if isinstance(value, list):
-    return [_decode(v) for v in value]
+    return [config_from_json(v) for v in value]
   if not isinstance(value, dict):
     return value
   if "__tuple__" in value:
-    return tuple(_decode(v) for v in value["__tuple__"])
+    return tuple(config_from_json(v) for v in value["__tuple__"])
   if "__dtype__" in value:
     import jax.numpy as jnp
 
     return getattr(jnp, value["__dtype__"])
   if "__config__" in value:
     cls = _import_class(value["__config__"])
-    return cls(**{k: _decode(v) for k, v in value["fields"].items()})
-  return {k: _decode(v) for k, v in value.items()}
+    return cls(**{k: config_from_json(v) for k, v in value["fields"].items()})
+  return {k: config_from_json(v) for k, v in value.items()}
 
 
 def _import_class(qualified: str) -> type:
@@ -81,19 +81,30 @@ def save(dst: str | os.PathLike, config: Any, params: dict, *, source_class: str
   meta = {
       "format": FORMAT, "format_version": FORMAT_VERSION, "jaxgen_version": jaxgen.__version__,
       "family": families.family_of_config(config).name, "source_class": source_class,
-      "config": _encode(config),
+      "config": config_to_json(config),
   }
-  parent = os.path.dirname(dst)
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=os.path.basename(dst) + ".tmp-", dir=parent)
-  try:
+
+  def fill(tmp):
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(os.path.join(tmp, PARAMS_DIR), params)
     checkpointer.wait_until_finished()
     checkpointer.close()
     with open(os.path.join(tmp, META_FILE), "w") as f:
       json.dump(meta, f, indent=2)
-    if os.path.exists(dst):  # overwrite: move the old one aside first, so a crash keeps one copy.
+
+  write_directory(dst, fill)
+  return dst
+
+
+def write_directory(dst: str, fill: Callable[[str], None]) -> None:
+  """Writes directory `dst` atomically: `fill(tmp)` writes into a fresh directory beside it,
+  which is then renamed into place (replacing an existing `dst`), so `dst` is whole or absent."""
+  parent = os.path.dirname(os.path.abspath(dst))
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(prefix=os.path.basename(dst) + ".tmp-", dir=parent)
+  try:
+    fill(tmp)
+    if os.path.exists(dst):  # move the old one aside first, so a crash keeps one copy.
       old = tempfile.mkdtemp(prefix=os.path.basename(dst) + ".old-", dir=parent)
       os.rename(dst, os.path.join(old, "x"))
       os.rename(tmp, dst)
@@ -103,7 +114,6 @@ def save(dst: str | os.PathLike, config: Any, params: dict, *, source_class: str
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise
-  return dst
 
 
 def read_meta(src: str | os.PathLike) -> dict:
@@ -133,7 +143,7 @@ def restore(src: str | os.PathLike, *, dtype: Any = None,
 
   src = os.path.abspath(os.fspath(src))
   meta = read_meta(src)
-  config = _decode(meta["config"])
+  config = config_from_json(meta["config"])
   if dtype is not None:
     config = checkpoint.with_dtype(config, dtype)
   path = os.path.join(src, PARAMS_DIR)
