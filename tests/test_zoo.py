@@ -309,11 +309,14 @@ def test_cli_convert_error_is_for_people(tmp_path, capsys):
 
 def test_cli_models_lists_every_preset(capsys):
   assert cli.main(["models"]) == 0
-  lines = capsys.readouterr().out.splitlines()
+  out = capsys.readouterr().out
+  presets, pipelines = out.split("\n\ntext-to-video models")
+  lines = presets.splitlines()
   assert lines[0].split()[:4] == ["NAME", "FAMILY", "PARAMS", "SOURCE"]
   listed = {line.split()[0] for line in lines[1:]}
   assert set(REQUIRED_PRESETS) <= listed and listed == set(registry.REGISTRY)
   assert "?" not in {line.split()[2] for line in lines[1:]}
+  assert "random-tiny" in pipelines
 
 
 # --- registry -----------------------------------------------------------------------------------
