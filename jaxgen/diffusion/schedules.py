@@ -25,12 +25,12 @@ SPACINGS = ("leading", "trailing", "linspace")
 LOGSNR_SCHEDULES = ("cosine", "linear")
 
 
-def _check_choice(name: str, value, choices) -> None:
+def check_choice(name: str, value, choices) -> None:
   if value not in choices:
     raise ValueError(f"{name}={value!r} is not supported; expected one of {', '.join(map(repr, choices))}")
 
 
-def _check_positive(name: str, value) -> None:
+def check_positive(name: str, value) -> None:
   if not value > 0:
     raise ValueError(f"{name}={value!r} is not supported; expected a number > 0")
 
@@ -73,7 +73,7 @@ def spaced_timesteps(num_train_timesteps: int, num_steps: int, spacing: str,
   leading: 0, T/N, 2T/N, ... (+offset); trailing: T-1, T-1-T/N, ...; linspace:
   evenly from T-1 to 0 (fractional values are interpolated by the schedule).
   """
-  _check_choice("spacing", spacing, SPACINGS)
+  check_choice("spacing", spacing, SPACINGS)
   if not 0 < num_steps <= num_train_timesteps:
     raise ValueError(f"num_steps={num_steps!r} is not supported; expected 1 <= num_steps <= "
                      f"num_train_timesteps={num_train_timesteps}")
@@ -102,7 +102,7 @@ class DiscreteSchedule:
   rescale_zero_terminal_snr: bool = False  # Lin et al. (2024): pair with v-prediction
 
   def __post_init__(self):
-    _check_choice("beta_schedule", self.beta_schedule, BETA_SCHEDULES)
+    check_choice("beta_schedule", self.beta_schedule, BETA_SCHEDULES)
     if self.num_train_timesteps < 2:
       raise ValueError(f"num_train_timesteps={self.num_train_timesteps!r} is not supported; expected >= 2")
 
@@ -194,7 +194,7 @@ class LogSNRSchedule:
   time_scale: float = 1000.0  # keeps timestep embeddings in the range discrete models use
 
   def __post_init__(self):
-    _check_choice("kind", self.kind, LOGSNR_SCHEDULES)
+    check_choice("kind", self.kind, LOGSNR_SCHEDULES)
     if not self.logsnr_min < self.logsnr_max:
       raise ValueError(f"logsnr_min={self.logsnr_min!r} is not supported; expected < "
                        f"logsnr_max={self.logsnr_max!r}")
@@ -218,7 +218,7 @@ class LogSNRSchedule:
 
 def shift_sigmas(sigmas, shift: float):
   """SD3's static timestep shift: s' = k s / (1 + (k - 1) s) (Esser et al. 2024, eq. 23)."""
-  _check_positive("shift", shift)
+  check_positive("shift", shift)
   return shift * sigmas / (1 + (shift - 1) * sigmas)
 
 
@@ -244,7 +244,7 @@ class FlowSchedule:
   dynamic_shift_mu: float | None = None  # if set, replaces `shift` by k = e^mu (see dynamic_shift_mu)
 
   def __post_init__(self):
-    _check_positive("shift", self.shift)
+    check_positive("shift", self.shift)
     if self.num_train_timesteps < 2:
       raise ValueError(f"num_train_timesteps={self.num_train_timesteps!r} is not supported; expected >= 2")
 

@@ -60,7 +60,7 @@ class SamplerConfig:
     if self.s_churn > 0 and self.name not in ("euler", "heun"):
       raise ValueError(f"s_churn={self.s_churn!r} is not supported by sampler={self.name!r}; "
                        "expected 'euler' or 'heun'")
-    schedules._check_choice("spacing", self.spacing, schedules.SPACINGS)  # pylint: disable=protected-access
+    schedules.check_choice("spacing", self.spacing, schedules.SPACINGS)
 
   @property
   def sampler(self) -> Sampler:
