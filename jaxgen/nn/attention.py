@@ -8,15 +8,17 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen.nn.axes import HEADS, KV_HEADS, constrain
+from jaxgen.nn.einsum_attention import einsum_attention
 from jaxgen.nn.linear import Linear
 from jaxgen.nn.norms import RMSNorm
 from jaxgen.nn.rope import apply_rope
 from jaxgen.nn.splash import splash_attention, splash_preferred
 
-# None lets JAX choose (and takes splash attention on TPU for long unmasked attention); "xla" is
-# the portable reference; "cudnn" is cuDNN flash attention (GPU, bf16/fp16); "splash" forces the
-# TPU kernel (unmasked attention only).
-IMPLEMENTATIONS = (None, "xla", "cudnn", "splash")
+# None chooses by backend: "einsum" on CPU, splash on TPU for long unmasked attention, else JAX's
+# choice. "xla" is jax.nn.dot_product_attention's portable path; "einsum" is the head-major form
+# XLA:CPU fuses into one kernel (einsum_attention.py); "cudnn" is cuDNN flash attention (GPU,
+# bf16/fp16); "splash" forces the TPU kernel (unmasked attention only).
+IMPLEMENTATIONS = (None, "xla", "einsum", "cudnn", "splash")
 QK_NORMS = (None, "rms_norm", "rms_norm_across_heads")
 
 
@@ -41,6 +43,8 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Ar
   auto_splash = on_tpu and splash_preferred(q.shape[1], k.shape[1], mask is not None)
   if implementation == "splash" or (implementation is None and auto_splash):
     return splash_attention(q, k, v)
+  if implementation == "einsum" or (implementation is None and jax.default_backend() == "cpu"):
+    return einsum_attention(q, k, v, None if mask is None else mask.astype(bool))
   if mask is not None:
     mask = mask[:, None, None, :].astype(bool)
   return jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=implementation)
