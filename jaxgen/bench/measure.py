@@ -1,0 +1,120 @@
+"""Timing, GEMM peaks and peak memory, for both frameworks.
+
+Timings on a shared machine are noisy: calls of the compared implementations are interleaved
+(rotating which goes first) so load changes hit both alike, and medians are reported.
+"""
+
+from collections.abc import Callable
+import statistics
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def run_interleaved(calls: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[float]]:
+  """Seconds of `repeats` calls of each; round r runs them in rotated order r mod len(calls)."""
+  names = list(calls)
+  times = {name: [] for name in names}
+  for r in range(repeats):
+    shift = r % len(names)
+    for name in names[shift:] + names[:shift]:
+      start = time.perf_counter()
+      calls[name]()
+      times[name].append(time.perf_counter() - start)
+  return times
+
+
+def median(times: list[float]) -> float:
+  return float(statistics.median(times))
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+  """(fn(), seconds it took)."""
+  start = time.perf_counter()
+  out = fn()
+  return out, time.perf_counter() - start
+
+
+def jax_call(compiled: Callable, *args: Any) -> Callable[[], Any]:
+  """A no-argument call of a compiled JAX function that blocks until its result is ready."""
+  return lambda: jax.block_until_ready(compiled(*args))
+
+
+def jax_memory(compiled: Any) -> dict[str, int]:
+  """XLA's static memory plan of a compiled program, in bytes.
+
+  peak_bytes = scratch + outputs: what a call needs beyond its arguments (weights and inputs),
+  the same quantity torch_peak_bytes measures.
+  """
+  m = compiled.memory_analysis()
+  out = {k: int(getattr(m, f"{k}_size_in_bytes")) for k in ("temp", "output", "argument", "alias")}
+  out["peak_bytes"] = out["temp"] + out["output"] - out["alias"]
+  return out
+
+
+def torch_peak_bytes(call: Callable[[], Any], device: str = "cpu") -> int:
+  """Largest increase of torch's allocated bytes during call() (outputs included)."""
+  import torch
+
+  if device != "cpu":
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    call()
+    torch.cuda.synchronize()
+    return int(torch.cuda.max_memory_allocated() - before)
+  from torch.profiler import profile, ProfilerActivity
+
+  with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    call()
+  # "[memory]" events are the allocator's allocations (+) and frees (-), in time order.
+  events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+  live = peak = 0
+  for e in sorted(events, key=lambda e: e.start_ns()):
+    live += e.nbytes()
+    peak = max(peak, live)
+  return int(peak)
+
+
+def gemm_peaks(n: int, dtype: str, repeats: int, torch_device: str | None = "cpu") -> dict:
+  """Median FLOP/s of an [n, n]·[n, n] matmul: jitted JAX and (if torch_device) torch, interleaved.
+
+  The MFU denominator: what each framework's own GEMM reaches on this machine in this run.
+  """
+  a, b = (jax.random.normal(jax.random.key(i), (n, n), jnp.dtype(dtype)) for i in (0, 1))
+  compiled = jax.jit(jnp.matmul).lower(a, b).compile()
+  calls = {"jax": jax_call(compiled, a, b)}
+  if torch_device is not None:
+    import torch
+
+    ta, tb = (torch.from_numpy(np.array(x, np.float32)).to(torch_device, getattr(torch, dtype))
+              for x in (a, b))
+    sync = torch.cuda.synchronize if torch_device != "cpu" else (lambda: None)
+
+    def torch_call():
+      out = ta @ tb
+      sync()
+      return out
+
+    calls["torch"] = torch_call
+  for call in calls.values():  # warm-up
+    call()
+  times = run_interleaved(calls, repeats)
+  flops = 2.0 * n**3
+  return {name: {"flops_per_s": flops / median(t), "n": n, "dtype": dtype, "times_s": t}
+          for name, t in times.items()}
+
+
+def merge_peaks(runs: list[dict]) -> dict:
+  """The largest median per framework over several gemm_peaks runs (start and end of a run)."""
+  out = {}
+  for run in runs:
+    for name, r in run.items():
+      if name not in out or r["flops_per_s"] > out[name]["flops_per_s"]:
+        out[name] = dict(r, all_flops_per_s=[])
+  for name in out:
+    out[name]["all_flops_per_s"] = [run[name]["flops_per_s"] for run in runs if name in run]
+  return out
