@@ -1,0 +1,32 @@
+r"""Video VAE for Moving Digits: the Wan 2.1 VAE at a tiny width, 4x spatial and 2x temporal
+compression (17x32x32x3 frames -> 9x8x8x8 latents).
+
+  jaxgen train --config experiments/configs/moving_digits_vae.py --workdir ~/jaxgen/runs/vae
+  jaxgen train --config experiments/configs/moving_digits_vae.py:runlocal --workdir /tmp/vae
+"""
+
+import os
+import sys
+
+import ml_collections
+
+sys.path.insert(0, os.path.dirname(__file__))
+import common  # noqa: E402
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  runlocal = arg == "runlocal"
+  c = common.base_config("vae", runlocal)
+  c.num_steps = 20 if runlocal else 2000
+  c.optim.lr = 2e-3
+  c.optim.weight_decay = 0.0
+  c.model = ml_collections.ConfigDict()
+  c.model.base_dim = 4 if runlocal else 8
+  c.model.z_dim = 8
+  c.model.dim_mult = (1, 2, 4)  # two 2x downsamplings: 4x spatial
+  c.model.num_res_blocks = 1
+  c.model.attn_scales = ()
+  c.model.temporal_downsample = (False, True)  # 2x temporal
+  c.model.kl_weight = 1e-3
+  c.model.glyph_weight = 4.0  # extra L1/MSE weight on bright (digit) pixels
+  return c
