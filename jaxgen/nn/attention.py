@@ -17,8 +17,10 @@ from jaxgen.nn.splash import splash_attention, splash_preferred
 # None chooses by backend: "einsum" on CPU, splash on TPU for long unmasked attention, else JAX's
 # choice. "xla" is jax.nn.dot_product_attention's portable path; "einsum" is the head-major form
 # XLA:CPU fuses into one kernel (einsum_attention.py); "cudnn" is cuDNN flash attention (GPU,
-# bf16/fp16); "splash" forces the TPU kernel (unmasked attention only).
-IMPLEMENTATIONS = (None, "xla", "einsum", "cudnn", "splash")
+# bf16/fp16); "splash" forces the TPU kernel (unmasked attention only); "ring" and "ulysses" split
+# self-attention over the mesh's context axis (jaxgen/parallel/context.py), and "ring" never holds
+# the whole [T, S] logits.
+IMPLEMENTATIONS = (None, "xla", "einsum", "cudnn", "splash", "ring", "ulysses")
 QK_NORMS = (None, "rms_norm", "rms_norm_across_heads")
 
 
@@ -36,6 +38,9 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Ar
   mask: [B, S] bool, True where a key may be attended to (text padding), or None.
   """
   check_implementation(implementation)
+  if implementation in ("ring", "ulysses"):
+    from jaxgen.parallel import context  # pylint: disable=g-import-not-at-top (it imports nn)
+    return context.attention(q, k, v, mask, implementation)
   on_tpu = jax.default_backend() == "tpu"
   if implementation == "splash" and not (on_tpu and mask is None):
     raise ValueError(f"implementation='splash' needs a TPU backend (have "
