@@ -1,4 +1,4 @@
-"""The `jaxgen` command: generate | train | eval | convert | models | bench.
+"""The `jaxgen` command: generate | train | eval | convert | models | bench | memory.
 
 Each subcommand lives in its own module exposing `add_arguments(parser)` and
 `run(args) -> int`; modules import JAX lazily so `jaxgen --help` stays instant.
@@ -17,6 +17,8 @@ _COMMANDS = {
     "convert": ("jaxgen.zoo.convert_cli", "convert a diffusers/transformers checkpoint directory"),
     "models": ("jaxgen.zoo.models_cli", "list the model zoo's presets"),
     "bench": ("jaxgen.bench_cli", "time jaxgen against the PyTorch reference"),
+    "memory": ("jaxgen.parallel.memory_cli",
+               "per-device memory of a preset on a mesh, compiled ahead of time"),
 }
 
 
