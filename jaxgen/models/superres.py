@@ -1,0 +1,146 @@
+"""Imagen Video's super-resolution stages (Ho et al. 2022, §2.1-2.5): TSR (more frames) and SSR
+(more pixels), each a diffusion model conditioned on the stage below.
+
+The network is the Wan 2.1 video DiT (jaxgen.models.wan) with in_channels = 2·C: the noisy video
+concatenated channel-wise with the lower stage's output, upsampled (frame repetition in time,
+bilinear in space, jaxgen.pipelines.upsample) and noise-augmented (jaxgen.diffusion.augment).
+The augmentation level a enters as a second sinusoidal embedding added to the timestep embedding,
+so it reaches every block's adaLN modulation. Wan's module has no input for that extra
+embedding, so `SuperResDiT` composes Wan's layers itself; its params are Wan's plus `aug_embed`.
+
+Pixel space, not latent space: Moving Digits is 32×32, so a pixel-space SSR/TSR stage is cheap
+(2×2 or 4×4 patches give the same token counts a latent model has) and needs no second VAE at the
+higher resolution or frame rate; it also sidesteps the causal VAE's 4n+1 frame constraint, so
+frame repetition is exact. A latent stage would only pay off at resolutions where pixels are
+costly, as in Wan's own 480p/720p models. Stages predict v (Salimans & Ho 2022) by default, as in
+Imagen Video §2.4.
+"""
+
+import dataclasses
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxgen.models.dit_block import DiTBlock
+from jaxgen.models.dit_common import check_shape
+from jaxgen.models.wan import WanConfig
+from jaxgen.nn.axes import CONTEXT, TOKENS, constrain
+from jaxgen.nn.embeddings import CaptionProjection, TimestepEmbedder
+from jaxgen.nn.linear import Linear
+from jaxgen.nn.modulation import AdaLNSingle, chunks, modulate, ScaleShiftTable
+from jaxgen.nn.norms import layer_norm
+from jaxgen.nn.patch import PatchEmbed, unpatchify
+from jaxgen.nn.rope import rope_3d
+from jaxgen.nn.scan import scan_layers
+
+TEMPORAL_FACTORS = (1, 2)  # TSR doubles the frame count
+SPATIAL_FACTORS = (1, 2, 4)  # SSR raises height and width ×2 or ×4
+
+
+@dataclasses.dataclass(frozen=True)
+class SuperResConfig:
+  """A TSR or SSR stage network: a Wan DiT over [noisy video, upsampled lower stage]."""
+
+  dit: WanConfig  # in_channels = 2·channels, out_channels = channels
+  temporal_factor: int = 1  # 2: TSR
+  spatial_factor: int = 1  # 2 or 4: SSR
+  channels: int = 3  # RGB pixels
+  aug_time_scale: float = 1000.0  # level a in [0, 1] is embedded as a·scale, like timesteps
+
+  def __post_init__(self):
+    if self.temporal_factor not in TEMPORAL_FACTORS:
+      raise ValueError(f"temporal_factor={self.temporal_factor!r}; expected one of "
+                       f"{TEMPORAL_FACTORS} (TSR doubles the frame count)")
+    if self.spatial_factor not in SPATIAL_FACTORS:
+      raise ValueError(f"spatial_factor={self.spatial_factor!r}; expected one of "
+                       f"{SPATIAL_FACTORS} (SSR raises the size ×2 or ×4)")
+    if (self.temporal_factor, self.spatial_factor) == (1, 1):
+      raise ValueError("temporal_factor=1 and spatial_factor=1: a stage must raise the frame "
+                       "count (TSR) or the size (SSR)")
+    if self.dit.in_channels != 2 * self.channels or self.dit.out_channels != self.channels:
+      raise ValueError(f"dit has in/out channels {self.dit.in_channels}/{self.dit.out_channels}; "
+                       f"expected {2 * self.channels}/{self.channels} (noisy + upsampled input)")
+
+  @property
+  def kind(self) -> str:
+    """'tsr', 'ssr', or 'tsr+ssr' when the stage raises both."""
+    return "+".join(k for k, f in (("tsr", self.temporal_factor), ("ssr", self.spatial_factor))
+                    if f > 1)
+
+  def output_shape(self, frames: int, height: int, width: int) -> tuple[int, int, int]:
+    """(T, H, W) of the stage's output for an input of (frames, height, width)."""
+    return (frames * self.temporal_factor, height * self.spatial_factor,
+            width * self.spatial_factor)
+
+  def check_input(self, name: str, frames: int, height: int, width: int) -> tuple[int, int, int]:
+    """The output (T, H, W), or a ValueError when the input does not fit the stage's factors."""
+    out = self.output_shape(frames, height, width)
+    patch = self.dit.patch_size
+    if min(frames, height, width) < 1 or any(o % p for o, p in zip(out, patch)):
+      raise ValueError(
+          f"{name} ({self.kind} ×{self.temporal_factor} frames, ×{self.spatial_factor} size) gets "
+          f"frames, height, width {[frames, height, width]} and would make {list(out)}, which is "
+          f"not a positive multiple of its patch size {list(patch)}")
+    grid = max(o // p for o, p in zip(out, patch))
+    if grid > self.dit.rope_max_seq_len:
+      raise ValueError(f"{name} would make {list(out)}: a token grid side of {grid} exceeds "
+                       f"rope_max_seq_len={self.dit.rope_max_seq_len}")
+    return out
+
+
+class SuperResDiT(nn.Module):
+  """(x_t, t [B], low, aug_level [B], context [B, S, text_dim], context_mask [B, S] | None)
+  -> prediction [B, T, H, W, C].
+
+  x_t: [B, T, H, W, C] the noisy high-resolution video; low: [B, T, H, W, C] the lower stage
+  upsampled to the same shape and noise-augmented to aug_level in [0, 1].
+  """
+
+  config: SuperResConfig
+
+  @nn.compact
+  def __call__(self, x: jax.Array, t: jax.Array, low: jax.Array, aug_level: jax.Array,
+               context: jax.Array, context_mask: jax.Array | None = None) -> jax.Array:
+    cfg = self.config.dit
+    c = self.config.channels
+    check_shape("x", x, (None, None, None, None, c), "[B, T, H, W, channels]")
+    b = x.shape[0]
+    check_shape("low", low, x.shape, "the upsampled lower stage, shaped like x")
+    check_shape("t", t, (b,), "[B] timesteps")
+    check_shape("aug_level", aug_level, (b,), "[B] augmentation levels in [0, 1]")
+    check_shape("context", context, (b, None, cfg.text_dim), "[B, S, text_dim]")
+    if context_mask is not None:
+      check_shape("context_mask", context_mask, context.shape[:2], "[B, S] bool, True = keep")
+    if any(s < p or s % p for s, p in zip(x.shape[1:4], cfg.patch_size)):
+      raise ValueError(f"x has frames, height, width {list(x.shape[1:4])}; each must be a "
+                       f"positive multiple of the patch size {list(cfg.patch_size)}")
+    grid = tuple(s // p for s, p in zip(x.shape[1:4], cfg.patch_size))
+    d = cfg.hidden_size
+    rope = tuple(jnp.asarray(r) for r in rope_3d(grid, cfg.head_dim, cfg.rope_theta))
+
+    h = jnp.concatenate([x, low.astype(x.dtype)], axis=-1)
+    h = constrain(PatchEmbed(cfg.patch_size, d, cfg.dtype, name="patch_embed")(h), TOKENS)
+    temb = TimestepEmbedder(d, cfg.freq_dim, True, 0.0, name="time_embed")(t)
+    aug = aug_level.astype(jnp.float32) * self.config.aug_time_scale
+    temb = temb + TimestepEmbedder(d, cfg.freq_dim, True, 0.0, name="aug_embed")(aug)
+    mod = AdaLNSingle(6, d, name="time_proj")(temb)
+    context = CaptionProjection(d, cfg.dtype, name="text_embed")(context.astype(cfg.dtype))
+    context = constrain(context, CONTEXT)
+
+    blocks = scan_layers(DiTBlock, cfg.num_layers, in_axes=(nn.broadcast,) * 4,
+                         remat_policy=cfg.remat_policy)
+    h, _ = blocks(
+        cfg.num_heads, cfg.head_dim, cfg.ffn_dim, modulation="adaln_single", eps_attn=cfg.eps,
+        eps_mlp=cfg.eps, cross_attention=True, cross_norm=cfg.cross_attn_norm,
+        cross_norm_eps=cfg.eps, qk_norm=cfg.qk_norm,
+        factorized_grid=grid if cfg.attention == "factorized" else None, dtype=cfg.dtype,
+        attention_impl=cfg.attention_impl, name="blocks",
+    )(h, mod, context, context_mask, rope)
+
+    shift, scale = chunks(ScaleShiftTable(2, name="final_table")(temb[:, None]))
+    h = modulate(layer_norm(h, cfg.eps), shift, scale).astype(cfg.dtype)
+    h = Linear(math.prod(cfg.patch_size) * cfg.out_channels, ("embed", None), dtype=cfg.dtype,
+               kernel_init=nn.initializers.zeros_init(), name="proj_out")(h)
+    return unpatchify(h, grid, cfg.patch_size)

@@ -1,0 +1,206 @@
+"""Imagen Video cascade: upsampling, noise-conditioning augmentation, TSR/SSR stages, the pipeline
+and the stage training task, on tiny random models."""
+
+import dataclasses
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxgen.diffusion import augment
+from jaxgen.diffusion import schedules
+from jaxgen.pipelines import cascade as cascade_lib
+from jaxgen.pipelines import upsample
+
+
+# ---------------------------------------------------------------- upsampling
+
+
+def test_repeat_frames_is_exact():
+  x = jnp.arange(2 * 3 * 1 * 1 * 2, dtype=jnp.float32).reshape(2, 3, 1, 1, 2)
+  y = np.asarray(upsample.repeat_frames(x, 2))
+  assert y.shape == (2, 6, 1, 1, 2)
+  np.testing.assert_array_equal(y[:, 0::2], x)
+  np.testing.assert_array_equal(y[:, 1::2], x)
+
+
+def test_bilinear_is_exact_on_known_inputs():
+  # Half-pixel centres: [0, 1] -> [0, 1/4, 3/4, 1]; a linear ramp stays a ramp inside, edges clamp.
+  x = jnp.array([0.0, 1.0])[None, None, :, None, None] * jnp.ones((1, 1, 1, 2, 1))
+  y = np.asarray(upsample.bilinear(x, 2))[0, 0, :, 0, 0]
+  np.testing.assert_array_equal(y, [0.0, 0.25, 0.75, 1.0])
+  ramp = jnp.arange(4.0)[None, None, None, :, None] * jnp.ones((1, 1, 4, 1, 1))
+  y = np.asarray(upsample.bilinear(ramp, 4))[0, 0, 0, :, 0]
+  expected = np.clip((np.arange(16) + 0.5) / 4 - 0.5, 0, 3)
+  np.testing.assert_allclose(y, expected, rtol=0, atol=1e-6)
+  # A constant image stays constant; the matrices' rows sum to one.
+  np.testing.assert_allclose(upsample.bilinear(jnp.full((1, 1, 3, 5, 2), 0.7), 4), 0.7, atol=1e-6)
+
+
+def test_bilinear_matches_torch():
+  torch = pytest.importorskip("torch")
+  x = np.random.default_rng(0).normal(size=(2, 3, 5, 7, 4)).astype(np.float32)
+  for f in (2, 4):
+    ref = torch.nn.functional.interpolate(
+        torch.from_numpy(x.reshape(6, 5, 7, 4).transpose(0, 3, 1, 2)), scale_factor=f,
+        mode="bilinear", align_corners=False).numpy().transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(upsample.bilinear(x, f).reshape(ref.shape), ref, atol=1e-5)
+
+
+def test_downsample_inverts_upsample_of_constant_blocks():
+  x = jnp.asarray(np.random.default_rng(1).normal(size=(1, 2, 3, 3, 3)), jnp.float32)
+  np.testing.assert_allclose(upsample.downsample(upsample.repeat_frames(x, 2), 2, 1), x)
+  blocks = jnp.repeat(jnp.repeat(x, 2, axis=2), 2, axis=3)  # nearest ×2
+  np.testing.assert_allclose(upsample.downsample(blocks, 1, 2), x, atol=1e-6)
+  with pytest.raises(ValueError, match="multiples"):
+    upsample.downsample(x, 1, 2)
+
+
+# ---------------------------------------------------------------- augmentation
+
+
+def test_augment_levels():
+  x = jnp.ones((3, 2, 4, 4, 3))
+  key = jax.random.key(0)
+  s = schedules.LogSNRSchedule()
+  np.testing.assert_array_equal(augment.augment(key, x, 0.0, s), x)  # level 0: no noise at all
+  y = augment.augment(key, x, jnp.array([0.0, 0.3, 1.0]), s)
+  np.testing.assert_array_equal(y[0], x[0])
+  assert 0.0 < float(jnp.std(y[1])) < float(jnp.std(y[2]))
+  alpha, sigma = augment.alpha_sigma(s, jnp.array([0.5]))
+  np.testing.assert_allclose(alpha**2 + sigma**2, 1.0, atol=1e-6)
+  levels = augment.sample_levels(key, 1000, 0.5)
+  assert float(levels.min()) >= 0.0 and float(levels.max()) <= 0.5
+  with pytest.raises(ValueError, match="max_level"):
+    augment.sample_levels(key, 4, 1.5)
+
+
+# ---------------------------------------------------------------- stages and the cascade
+
+
+@pytest.fixture(scope="module")
+def tsr():
+  return cascade_lib.random_tiny_stage(2, 1, seed=1, num_steps=2)
+
+
+@pytest.fixture(scope="module")
+def ssr():
+  return cascade_lib.random_tiny_stage(1, 2, seed=2, num_steps=2)
+
+
+def _stage_inputs(n=1):
+  from jaxgen.data import vocab
+  tok = vocab.build_tokenizer()
+  enc = tok(["a red 7 moving right"] * n, padding="max_length", max_length=vocab.MAX_LENGTH,
+            return_tensors="np")
+  ids, mask = jnp.asarray(enc["input_ids"]), jnp.asarray(enc["attention_mask"])
+  return ids, mask
+
+
+def test_aug_level_reaches_the_network(ssr):
+  from jaxgen.models.superres import SuperResDiT
+  config, params = ssr
+  net = SuperResDiT(config.model)
+  x = jax.random.normal(jax.random.key(0), (2, 2, 8, 8, 3))
+  low = jax.random.normal(jax.random.key(1), x.shape)
+  context = jax.random.normal(jax.random.key(2), (2, 5, 32))
+  apply = jax.jit(lambda level: net.apply({"params": params["transformer"]}, x,
+                                          jnp.full((2,), 500.0), low, level, context))
+  a, b = apply(jnp.zeros((2,))), apply(jnp.full((2,), 0.5))
+  assert a.shape == x.shape
+  assert float(jnp.linalg.norm(a - b) / jnp.linalg.norm(a)) > 1e-3
+
+
+def test_stage_output_shapes_and_aug_level_changes_samples(tsr, ssr):
+  ids, mask = _stage_inputs(2)
+  low = jnp.zeros((2, 3, 8, 8, 3))
+  for (config, params), shape in ((tsr, (2, 6, 8, 8, 3)), (ssr, (2, 3, 16, 16, 3))):
+    out = cascade_lib.run_stage(config, False, params, low, ids, mask, ids, mask, jax.random.key(0))
+    assert out.shape == shape
+  config, params = ssr
+  other = dataclasses.replace(config, aug_level=0.6)
+  a = cascade_lib.run_stage(config, False, params, low, ids, mask, ids, mask, jax.random.key(0))
+  b = cascade_lib.run_stage(other, False, params, low, ids, mask, ids, mask, jax.random.key(0))
+  assert float(jnp.abs(a - b).max()) > 1e-3
+
+
+def test_cascade_shapes(tsr, ssr):
+  from jaxgen.pipelines.load import random_tiny
+  from jaxgen.pipelines.text_to_video import TextToVideo
+  base = TextToVideo(*random_tiny())
+  config = cascade_lib.CascadeConfig((tsr[0], ssr[0]), num_frames=5, base_num_steps=2)
+  cascade = cascade_lib.Cascade(config, base, [tsr[1], ssr[1]])
+  assert cascade.output_shape() == (10, 64, 64)
+  videos = cascade("a red 7 moving right", seed=0)
+  assert videos.shape == (1, 10, 64, 64, 3) and videos.dtype == np.uint8
+  assert set(cascade.times) == {"base", "stage 0 (tsr)", "stage 1 (ssr)"}
+  # Any order: SSR then TSR gives the same final shape.
+  swapped = cascade_lib.CascadeConfig((ssr[0], tsr[0]), num_frames=5)
+  assert swapped.output_shape(5, 32, 32) == (10, 64, 64)
+
+
+def test_misfit_stage_gives_a_clear_error(tsr, ssr):
+  config, _ = tsr
+  # A temporal patch of 4 cannot tile 2·5 = 10 frames.
+  bad = dataclasses.replace(config, model=dataclasses.replace(
+      config.model, dit=dataclasses.replace(config.model.dit, patch_size=(4, 2, 2))))
+  with pytest.raises(ValueError, match=r"stage 0 \(tsr.*\[5, 32, 32\].*\[10, 32, 32\].*\[4, 2, 2\]"):
+    cascade_lib.CascadeConfig((bad,)).output_shape(5, 32, 32)
+  trained = dataclasses.replace(ssr[0], input_shape=(10, 16, 16))
+  with pytest.raises(ValueError, match=r"stage 1 \(ssr\) was trained on .*\[10, 16, 16\].*"
+                                       r"\[10, 32, 32\]"):
+    cascade_lib.CascadeConfig((config, trained)).output_shape(5, 32, 32)
+  from jaxgen.models.superres import SuperResConfig
+  with pytest.raises(ValueError, match="temporal_factor=3"):
+    SuperResConfig(config.model.dit, temporal_factor=3)
+
+
+def test_stage_bundle_round_trip(tmp_path, tsr):
+  from jaxgen.data import vocab
+  config, params = tsr
+  path = cascade_lib.save_stage(tmp_path / "tsr", config, params, vocab.build_tokenizer())
+  loaded, loaded_params = cascade_lib.load_stage(path)
+  assert loaded == config
+  jax.tree.map(np.testing.assert_array_equal, loaded_params, jax.tree.map(np.asarray, params))
+  with pytest.raises(ValueError, match="stage bundle"):
+    cascade_lib.load_stage(tmp_path)
+
+
+def test_load_cascade_names():
+  with pytest.raises(ValueError, match="moving-digits-cascade"):
+    cascade_lib.load_cascade("nope")
+
+
+# ---------------------------------------------------------------- stage training task
+
+
+@pytest.mark.parametrize("name", ["tsr", "ssr"])
+def test_stage_task_trains_and_samples(name):
+  from jaxgen.train import config_lib
+  from jaxgen.train.tasks.superres import SuperResTask
+  configs = os.path.join(os.path.dirname(__file__), os.pardir, "experiments", "configs")
+  config = config_lib.load(os.path.join(configs, f"moving_digits_{name}.py:runlocal"))
+  config.dit.num_layers = 1
+  config.sampling.num_steps = 2
+  task = SuperResTask(config)
+  assert task.stage.prediction_type == "v_prediction"
+  ids, mask = _stage_inputs(2)
+  video = np.random.default_rng(0).integers(0, 256, (2, 3, 8, 8, 3), np.uint8)
+  batch = {"video": jnp.asarray(video), "input_ids": ids, "attention_mask": mask}
+  x0, low = task.high_and_low(batch["video"])
+  tf, sf = (2, 1) if name == "tsr" else (1, 2)
+  assert x0.shape == (2, 3 // tf * tf, 8, 8, 3)
+  assert low.shape == (2, 3 // tf, 8 // sf, 8 // sf, 3)
+  if name == "tsr":  # the same code path compiles for SSR below; once keeps the suite fast
+    return
+  import flax.linen as nn
+  params = nn.meta.unbox(jax.jit(task.init)(jax.random.key(0), batch))
+  (loss, aux), grads = jax.jit(jax.value_and_grad(task.loss, has_aux=True))(
+      params, batch, jax.random.key(1))
+  assert np.isfinite(float(loss)) and 0.0 <= float(aux["aug_level"]) <= config.max_aug_level
+  # DiT practice zero-initialises the output layer, so at step 0 only it has a gradient.
+  assert float(jnp.abs(grads["transformer"]["proj_out"]["kernel"]).sum()) > 0
+  samples = jax.jit(task.samples)(params, batch, jax.random.key(2))
+  assert samples.shape == (3,) + x0.shape and samples.dtype == jnp.uint8
