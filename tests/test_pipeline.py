@@ -103,3 +103,9 @@ def test_cli_errors_name_the_argument(argv, match, capsys, tmp_path, monkeypatch
   err = capsys.readouterr().err
   assert "error:" in err and match in err
   assert not os.listdir(tmp_path)  # nothing half-written
+
+
+def test_cli_cascade_rejects_per_run_sampler_settings(capsys):
+  assert cli.main(["generate", "a red 7 moving right", "-o", "x.gif", "--model", "random-tiny-cascade",
+                   "--steps", "3"]) == 2
+  assert "--steps=3 is not supported with the cascade" in capsys.readouterr().err

@@ -10,7 +10,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("-o", "--output", required=True,
                       help="output file; .gif, .mp4, or .png (numbered frames OUT_000.png, ...)")
   parser.add_argument("--model", default=None,
-                      help="a shipped model name (default: moving-digits), random-tiny, or a bundle directory")
+                      help="a shipped model name (default: moving-digits), random-tiny, a cascade "
+                      "(moving-digits-cascade, random-tiny-cascade), or a bundle directory")
   parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
   parser.add_argument("--sampler", default=None,
                       help="ddpm, ddim, euler, heun, dpmpp_2m, unipc or flow_euler (default: the model's)")
@@ -37,12 +38,25 @@ def run(args: argparse.Namespace) -> int:
   start = time.perf_counter()
   from jaxgen.pipelines.load import load_pipeline  # pylint: disable=g-import-not-at-top
 
-  pipe, note = load_pipeline(args.model)
+  from jaxgen.pipelines import cascade  # pylint: disable=g-import-not-at-top
+
+  if args.model in cascade.cascade_names():
+    # Each stage has its own sampler, steps and guidance, set in the cascade's config.
+    for name in ("steps", "sampler", "guidance"):
+      if getattr(args, name) is not None:
+        raise ValueError(f"--{name}={getattr(args, name)!r} is not supported with the cascade "
+                         f"--model={args.model!r}; expected the stages' own settings")
+    pipe, note = cascade.load_cascade(args.model)
+    run_pipe = lambda: pipe(args.prompt, negative_prompt=args.negative_prompt, num_frames=args.frames,
+                            seed=args.seed, num_videos=args.num_videos)
+  else:
+    pipe, note = load_pipeline(args.model)
+    run_pipe = lambda: pipe(args.prompt, negative_prompt=args.negative_prompt, num_frames=args.frames,
+                            num_steps=args.steps, sampler=args.sampler, guidance_scale=args.guidance,
+                            seed=args.seed, num_videos=args.num_videos)
   if note:
     print(f"note: {note}")
-  videos = pipe(args.prompt, negative_prompt=args.negative_prompt, num_frames=args.frames,
-                num_steps=args.steps, sampler=args.sampler, guidance_scale=args.guidance, seed=args.seed,
-                num_videos=args.num_videos)
+  videos = run_pipe()
   written = []
   stem, ext = os.path.splitext(args.output)
   for i, video in enumerate(videos):
