@@ -8,6 +8,7 @@ chunk through untouched, so that the first frame is encoded and decoded on its o
 Caches are dicts keyed by submodule name, so the scan over chunks carries a plain pytree.
 """
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -28,6 +29,62 @@ def _constrain(x: Array) -> Array:
   return nn.with_logical_constraint(x, vc.VIDEO_ACTIVATION_AXES)
 
 
+def _conv3d_xla(x: Array, kernel: Array, stride_t: int) -> Array:
+  """Valid-in-time, same-in-space 3D conv: x: [B, T, H, W, C], kernel: [kt, kh, kw, C, F] ->
+  [B, (T - kt) // stride_t + 1, H, W, F]."""
+  kh, kw = kernel.shape[1:3]
+  return jax.lax.conv_general_dilated(
+      x, kernel, window_strides=(stride_t, 1, 1),
+      padding=((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2)),
+      dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
+
+
+def _conv3d_as_2d(x: Array, kernel: Array, stride_t: int) -> Array:
+  """_conv3d_xla as a sum over temporal taps of 2D convs on frames (same shapes).
+
+  XLA:CPU runs 2D convs through its fast conv library and 3D ones through a generic loop: 2-20x
+  faster per conv (most for few channels: the RGB output conv), the decode ~2x (BENCHMARKS.md).
+  """
+  kt, kh, kw = kernel.shape[:3]
+  b, t, h, w, c = x.shape
+  t_out = (t - kt) // stride_t + 1
+  y = None
+  for tau in range(kt):
+    frames = x[:, tau:tau + (t_out - 1) * stride_t + 1:stride_t].reshape(b * t_out, h, w, c)
+    tap = jax.lax.conv_general_dilated(
+        frames, kernel[tau], window_strides=(1, 1),
+        padding=((kh // 2, kh // 2), (kw // 2, kw // 2)),
+        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = tap if y is None else y + tap
+  return y.reshape(b, t_out, h, w, -1)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv3d_cpu(x: Array, kernel: Array, stride_t: int) -> Array:
+  """The fast forward on CPU; its gradient is the 3D conv's, which compiles ~30% faster than the
+  taps' (training on CPU is for tests, inference is what runs long)."""
+  return _conv3d_as_2d(x, kernel, stride_t)
+
+
+def _conv3d_cpu_fwd(x, kernel, stride_t):
+  return _conv3d_as_2d(x, kernel, stride_t), (x, kernel)
+
+
+def _conv3d_cpu_bwd(stride_t, residuals, g):
+  _, vjp = jax.vjp(lambda x, k: _conv3d_xla(x, k, stride_t), *residuals)
+  return vjp(g)
+
+
+_conv3d_cpu.defvjp(_conv3d_cpu_fwd, _conv3d_cpu_bwd)
+
+
+def conv3d(x: Array, kernel: Array, stride_t: int = 1) -> Array:
+  """_conv3d_xla, computed by temporal taps on CPU (see _conv3d_as_2d)."""
+  if jax.default_backend() == "cpu":
+    return _conv3d_cpu(x, kernel, stride_t)
+  return _conv3d_xla(x, kernel, stride_t)
+
+
 class CausalConv3d(nn.Module):
   """3D conv that sees only past frames: [B, T, H, W, C] -> [B, T', H, W, F].
 
@@ -41,12 +98,11 @@ class CausalConv3d(nn.Module):
 
   @nn.compact
   def __call__(self, x: Array, cache: Array | None = None) -> tuple[Array, Array | None]:
-    kt, kh, kw = self.kernel_size
-    past = kt - 1 if self.past_frames is None else self.past_frames
+    past = self.kernel_size[0] - 1 if self.past_frames is None else self.past_frames
     kernel = self.param(
         "kernel", nn.with_logical_partitioning(vc.torch_default_init,
                                                (None, None, None, "conv_in", "conv_out")),
-        (kt, kh, kw, x.shape[-1], self.features), jnp.float32)
+        tuple(self.kernel_size) + (x.shape[-1], self.features), jnp.float32)
     bias = self.param(
         "bias", nn.with_logical_partitioning(nn.initializers.zeros_init(), ("conv_out",)),
         (self.features,), jnp.float32)
@@ -55,10 +111,7 @@ class CausalConv3d(nn.Module):
       prev = (jnp.zeros((x.shape[0], past) + x.shape[2:], x.dtype) if cache is None
               else cache.astype(x.dtype))
       x = jnp.concatenate([prev, x], axis=1)
-    y = jax.lax.conv_general_dilated(
-        x, kernel.astype(self.dtype), window_strides=(self.stride_t, 1, 1),
-        padding=((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2)),
-        dimension_numbers=("NDHWC", "DHWIO", "NDHWC"))
+    y = conv3d(x, kernel.astype(self.dtype), self.stride_t)
     return y + bias.astype(self.dtype), (x[:, x.shape[1] - past:] if past else None)
 
 
