@@ -48,8 +48,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--vae-memory-frames", type=_ints, default=(17, 33, 65),
                       help="frame counts at which decode memory is measured ('' for none)")
   parser.add_argument("--steps", type=int, default=50, help="sampling loop steps")
-  parser.add_argument("--peak-n", type=int, default=None,
-                      help="GEMM size of the peak (default 4096 cpu, 8192 gpu)")
   parser.add_argument("--torch-threads", type=int, default=None,
                       help="torch.set_num_threads (default: all cores)")
   parser.add_argument("--small", action="store_true",
@@ -95,11 +93,10 @@ def run(args) -> int:
   from jaxgen.bench import plan, report, runner
 
   torch.set_num_threads(args.torch_threads or os.cpu_count())
-  cases, device, peak_dtype = plan.cases(args, names)
+  todo = plan.cases(args, names)
   result = runner.run(
-      cases, mode=args.mode, peak_n=args.peak_n or (256 if args.small else
-                                                    4096 if args.mode == "cpu" else 8192),
-      peak_dtype=peak_dtype, torch_device=device,
+      todo.cases, mode=args.mode, peak_shapes=todo.peak_shapes, peak_dtype=todo.peak_dtype,
+      torch_device=todo.torch_device,
       targets=CPU_TARGETS if args.mode == "cpu" and not args.small else {},
       log=lambda msg: print(msg, file=sys.stderr, flush=True))
   result["args"] = {k: v for k, v in vars(args).items() if k != "command"}

@@ -83,10 +83,14 @@ def test_run_json_schema_and_table(dit_case):
   targets = {"dit-tiny": {"speedup": 1.0, "mfu": 0.0}, "sample-tiny": {"overhead": 1e9},
              "compile-tiny": {"compile_s": 1e9}}
   result = runner.run([("dit", lambda: dit_case), ("sample", lambda: sampler),
-                       ("compile", lambda: compile_case)], mode="cpu", peak_n=64,
+                       ("compile", lambda: compile_case)], mode="cpu",
+                      peak_shapes=[(64, 64, 64), (32, 64, 32)],
                       peak_dtype="float32", peak_repeats=1, targets=targets, log=lambda m: None)
   result = json.loads(json.dumps(runner.as_jsonable(result)))
   runner.validate(result)
+  peak = result["gemm_peak"]["jax"]
+  assert set(peak["by_shape"]) == {"64x64x64", "32x64x32"}
+  assert peak["flops_per_s"] == max(peak["by_shape"].values())
   fwd, loop, comp = result["cases"]
   assert fwd["flops"] == flops.dit_forward(TINY_DIT, 2, 8, 8)
   assert len(fwd["jaxgen"]["times_s"]) == len(fwd["diffusers"]["times_s"]) == 2

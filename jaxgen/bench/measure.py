@@ -79,42 +79,56 @@ def torch_peak_bytes(call: Callable[[], Any], device: str = "cpu") -> int:
   return int(peak)
 
 
-def gemm_peaks(n: int, dtype: str, repeats: int, torch_device: str | None = "cpu") -> dict:
-  """Median FLOP/s of an [n, n]·[n, n] matmul: jitted JAX and (if torch_device) torch, interleaved.
+def gemm_peaks(shapes: list[tuple[int, int, int]], dtype: str, repeats: int,
+               torch_device: str | None = "cpu") -> dict:
+  """Each framework's GEMM peak: the best median FLOP/s of [m, k]·[k, n] over `shapes`.
 
-  The MFU denominator: what each framework's own GEMM reaches on this machine in this run.
+  Jitted JAX and (if torch_device) torch, interleaved shape by shape. The MFU denominator: what
+  each framework's own GEMM reaches on this machine in this run. A sweep, because no one shape is
+  fastest (on 2 CPU cores a 4096² GEMM spills the cache and runs ~30% below a 2048x1024x2048 one).
   """
-  a, b = (jax.random.normal(jax.random.key(i), (n, n), jnp.dtype(dtype)) for i in (0, 1))
-  compiled = jax.jit(jnp.matmul).lower(a, b).compile()
-  calls = {"jax": jax_call(compiled, a, b)}
-  if torch_device is not None:
-    import torch
+  by_shape = {"jax": {}, "torch": {}} if torch_device is not None else {"jax": {}}
+  for i, (m, k, n) in enumerate(shapes):
+    a = jax.random.normal(jax.random.key(2 * i), (m, k), jnp.dtype(dtype))
+    b = jax.random.normal(jax.random.key(2 * i + 1), (k, n), jnp.dtype(dtype))
+    compiled = jax.jit(jnp.matmul).lower(a, b).compile()
+    calls = {"jax": jax_call(compiled, a, b)}
+    if torch_device is not None:
+      calls["torch"] = _torch_matmul(a, b, dtype, torch_device)
+    for call in calls.values():  # warm-up
+      call()
+    times = run_interleaved(calls, repeats)
+    for name, t in times.items():
+      by_shape[name][f"{m}x{k}x{n}"] = 2.0 * m * k * n / median(t)
+  out = {}
+  for name, rates in by_shape.items():
+    best = max(rates, key=rates.get)
+    out[name] = {"flops_per_s": rates[best], "shape": best, "dtype": dtype, "by_shape": rates}
+  return out
 
-    ta, tb = (torch.from_numpy(np.array(x, np.float32)).to(torch_device, getattr(torch, dtype))
-              for x in (a, b))
-    sync = torch.cuda.synchronize if torch_device != "cpu" else (lambda: None)
 
-    def torch_call():
-      out = ta @ tb
-      sync()
-      return out
+def _torch_matmul(a: jax.Array, b: jax.Array, dtype: str, device: str) -> Callable[[], Any]:
+  import torch
 
-    calls["torch"] = torch_call
-  for call in calls.values():  # warm-up
-    call()
-  times = run_interleaved(calls, repeats)
-  flops = 2.0 * n**3
-  return {name: {"flops_per_s": flops / median(t), "n": n, "dtype": dtype, "times_s": t}
-          for name, t in times.items()}
+  ta, tb = (torch.from_numpy(np.array(x, np.float32)).to(device, getattr(torch, dtype))
+            for x in (a, b))
+  sync = torch.cuda.synchronize if device != "cpu" else (lambda: None)
+
+  def call():
+    out = ta @ tb
+    sync()
+    return out
+
+  return call
 
 
 def merge_peaks(runs: list[dict]) -> dict:
-  """The largest median per framework over several gemm_peaks runs (start and end of a run)."""
+  """The best peak per framework over several gemm_peaks runs (start and end of a run)."""
   out = {}
   for run in runs:
     for name, r in run.items():
       if name not in out or r["flops_per_s"] > out[name]["flops_per_s"]:
-        out[name] = dict(r, all_flops_per_s=[])
+        out[name] = dict(r)
   for name in out:
     out[name]["all_flops_per_s"] = [run[name]["flops_per_s"] for run in runs if name in run]
   return out

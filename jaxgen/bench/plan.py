@@ -6,13 +6,27 @@ from typing import Any
 
 import jax
 
+# GEMM shapes (m, k, n) of the peak sweep: squares and the transformer blocks' own shapes.
+CPU_PEAK_SHAPES = ((1024, 1024, 1024), (2048, 1024, 2048), (2048, 2048, 2048), (2048, 768, 3072),
+                   (4096, 4096, 4096))
+GPU_PEAK_SHAPES = ((4096, 4096, 4096), (8192, 8192, 8192), (16384, 1536, 8960))
+SMALL_PEAK_SHAPES = ((64, 64, 64), (128, 64, 128))
+
 # The video DiT of the CPU cases: Wan 2.1's architecture at 8 layers, width 512 (4 heads of 128).
 WAN_SMALL = dict(num_layers=8, num_heads=4, head_dim=128, ffn_dim=2048)
 TEXT_LEN = 512  # Wan 2.1 pads its umT5 context to 512 tokens.
 
 
-def cases(args: Any, names: list[str]) -> tuple[list, str, str]:
-  """([(name, factory)], torch device, GEMM-peak dtype) for the parsed CLI args."""
+@dataclasses.dataclass
+class Plan:
+  cases: list  # [(name, factory)]
+  torch_device: str
+  peak_dtype: str
+  peak_shapes: tuple[tuple[int, int, int], ...]
+
+
+def cases(args: Any, names: list[str]) -> Plan:
+  """What the parsed CLI args ask to run."""
   from jaxgen.bench import cases as fwd
   from jaxgen.bench import sampling
   from jaxgen.models import dit, vae_wan, wan
@@ -30,7 +44,8 @@ def cases(args: Any, names: list[str]) -> tuple[list, str, str]:
         fwd.wan_forward, "wan2.1-1.3b-step" + ("-small" if args.small else ""), config, grid,
         text_len=16 if args.small else TEXT_LEN, batch=batch, repeats=repeat(3),
         dtype="bfloat16", device=device, attention_impl="cudnn" if on_gpu else None)
-    return [("wan2.1-1.3b-step", factory)], device, "bfloat16"
+    shapes = SMALL_PEAK_SHAPES if args.small else GPU_PEAK_SHAPES
+    return Plan([("wan2.1-1.3b-step", factory)], device, "bfloat16", shapes)
 
   dit_s, dit_b, dit_xl = (dit.PRESETS[f"dit-{s}-2-256"] for s in ("s", "b", "xl"))
   wan_config = dataclasses.replace(wan_base, **WAN_SMALL)
@@ -57,4 +72,5 @@ def cases(args: Any, names: list[str]) -> tuple[list, str, str]:
       "compile": functools.partial(sampling.sampler_compile, "compile-dit-xl2-sampler", dit_xl,
                                    steps=steps),
   }
-  return [(n, factories[n]) for n in names], "cpu", "float32"
+  return Plan([(n, factories[n]) for n in names], "cpu", "float32",
+              SMALL_PEAK_SHAPES if args.small else CPU_PEAK_SHAPES)

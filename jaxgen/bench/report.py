@@ -29,8 +29,9 @@ def table(result: dict) -> str:
       f"Load average (1/5/15 min) at start {_load(m['load_avg_start'])}, at end "
       f"{_load(m.get('load_avg_end'))}; started {m['started']}.",
       "GEMM peak (" + ", ".join(
-          f"{name}: {p['flops_per_s'] / 1e9:.1f} GFLOP/s at {p['n']}² {p['dtype']}"
-          for name, p in peaks.items()) + "), the MFU denominators.",
+          f"{name}: {p['flops_per_s'] / 1e9:.1f} GFLOP/s at {p['shape']} {p['dtype']}"
+          for name, p in peaks.items()) + "): the best of a sweep of shapes, the MFU "
+      "denominators.",
       "",
       "| case | jaxgen | diffusers | speedup | jaxgen GFLOP/s (MFU) | diffusers GFLOP/s (MFU) "
       "| compile | peak MiB jaxgen / diffusers | rel. err. |",

@@ -109,17 +109,18 @@ def check_targets(results: list[dict], targets: dict[str, dict[str, float]]) -> 
   return out
 
 
-def run(cases: Sequence[tuple[str, Callable[[], Case]]], *, mode: str, peak_n: int,
-        peak_dtype: str, peak_repeats: int = 5, torch_device: str | None = "cpu",
+def run(cases: Sequence[tuple[str, Callable[[], Case]]], *, mode: str,
+        peak_shapes: Sequence[tuple[int, int, int]], peak_dtype: str, peak_repeats: int = 5,
+        torch_device: str | None = "cpu",
         targets: dict | None = None, log: Callable[[str], None] = print) -> dict:
-  """Builds and times each (name, factory) in turn, freeing it before the next; GEMM peaks at the
-  start and the end of the run (the larger median is the MFU denominator)."""
+  """Builds and times each (name, factory) in turn, freeing it before the next; GEMM peaks over
+  peak_shapes at the start and the end of the run (the best median is the MFU denominator)."""
   previous_cache = jax.config.jax_enable_compilation_cache
   jax.config.update("jax_enable_compilation_cache", False)  # compile times must be cold
   try:
     machine = machine_info(torch_device)
-    log(f"GEMM peak ({peak_n}² {peak_dtype})...")
-    peak_runs = [gemm_peaks(peak_n, peak_dtype, peak_repeats, torch_device)]
+    log(f"GEMM peak ({peak_dtype}, {len(peak_shapes)} shapes)...")
+    peak_runs = [gemm_peaks(list(peak_shapes), peak_dtype, peak_repeats, torch_device)]
     results = []
     for name, factory in cases:
       log(f"{name}: building (weights, compile, warm-up, parity, memory)...")
@@ -130,7 +131,7 @@ def run(cases: Sequence[tuple[str, Callable[[], Case]]], *, mode: str, peak_n: i
       del case
       gc.collect()
     log("GEMM peak again...")
-    peak_runs.append(gemm_peaks(peak_n, peak_dtype, peak_repeats, torch_device))
+    peak_runs.append(gemm_peaks(list(peak_shapes), peak_dtype, peak_repeats, torch_device))
   finally:
     jax.config.update("jax_enable_compilation_cache", previous_cache)
   peaks = merge_peaks(peak_runs)
