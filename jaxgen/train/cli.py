@@ -15,6 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--workdir", required=True,
                       help="directory for checkpoints, metrics and plots; resumed if it has any")
   parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+  parser.add_argument("--stop-at", type=int, default=None,
+                      help="stop (with a checkpoint) at this step; a later run resumes from it")
   parser.add_argument("--print-config", action="store_true",
                       help="print the config (with overrides) and exit")
   parser.epilog = "Any config field can be overridden with --config.FIELD=VALUE (dotted names)."
@@ -43,7 +45,9 @@ def run(args: argparse.Namespace) -> int:
     print(config)
     return 0
   from jaxgen.train import loop
-  result = loop.train(config, args.workdir, progress=not args.no_progress)
+  if args.stop_at is not None and args.stop_at < 0:
+    raise ValueError(f"--stop-at={args.stop_at}: expected a non-negative step")
+  result = loop.train(config, args.workdir, progress=not args.no_progress, stop_at=args.stop_at)
   if result["metrics"]:
     print(json.dumps(result["metrics"][-1]))
   return 0

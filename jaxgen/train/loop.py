@@ -94,9 +94,10 @@ class _StopFlag:
 
 
 def train(config: ml_collections.ConfigDict, workdir: str, task: Any | None = None,
-          progress: bool = True) -> dict[str, Any]:
+          progress: bool = True, stop_at: int | None = None) -> dict[str, Any]:
   """Trains `config.task` for config.num_steps steps in `workdir`, resuming from its latest
-  checkpoint; returns {'state', 'metrics' (this run's rows), 'resumed_from'}."""
+  checkpoint; `stop_at` ends this invocation early at that step (checkpointed, resumable).
+  Returns {'state', 'metrics' (this run's rows), 'resumed_from'}."""
   from jaxgen.train import tasks  # the task registry imports the models
   os.makedirs(workdir, exist_ok=True)
   task = tasks.make(config) if task is None else task
@@ -129,15 +130,19 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Any | None = No
                     in_shardings=(shardings, batch_shardings),
                     out_shardings=(shardings, None), donate_argnums=(0,))
 
+  end = config.num_steps if stop_at is None else max(start, min(stop_at, config.num_steps))
   rows, window = [], []
   bar = _progress(progress, start, config.num_steps, num_params, workdir)
   last_time, last_step = time.perf_counter(), start
-  with mesh, _StopFlag() as flag:
-    for step, batch in loader(start, config.num_steps - start):
+  # Activations are not constrained by logical names here (no nn.logical_axis_rules): the
+  # shardings of params and batches determine the program; CLIPTextModel's DenseGeneral kernels
+  # fail flax's shape check under rules (3 axis names on the flattened 2-D init).
+  with jax.set_mesh(mesh), _StopFlag() as flag:
+    for step, batch in loader(start, end - start):
       state, metrics = step_fn(state, batch)
       window.append(metrics)
       done = step + 1
-      if done % config.log_every == 0 or done == config.num_steps:
+      if done % config.log_every == 0 or done == end:
         window = jax.device_get(window)
         now = time.perf_counter()
         row = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
@@ -156,7 +161,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Any | None = No
         break
   bar.close()
   final = int(jax.device_get(state.step))
-  if final > start:
+  if final > start and final not in checkpointer.manager.all_steps():
     checkpointer.save(final, state, force=True)
   checkpointer.close()
 

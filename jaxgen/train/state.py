@@ -69,7 +69,7 @@ def create(init_params: Callable[[jax.Array], Any], tx: optax.GradientTransforma
 
   boxed = jax.eval_shape(init, key)
   shardings = nn.logical_to_mesh_sharding(nn.get_partition_spec(boxed), mesh, rules)
-  with mesh:
+  with jax.set_mesh(mesh):
     state = jax.jit(lambda k: nn.unbox(init(k)), out_shardings=shardings)(key)
   return state, shardings
 

@@ -1,0 +1,66 @@
+r"""Text-to-video on Moving Digits: a tiny Wan DiT over the VAE's latents (9x8x8x8, 2x2 patches:
+144 tokens) and a tiny CLIP-architecture text encoder trained with it; flow matching, frame masks.
+
+Needs the VAE run (moving_digits_vae.py) first; the latents are encoded into vae.latents_dir on
+first use.
+
+  jaxgen train --config experiments/configs/moving_digits_t2v.py --workdir ~/jaxgen/runs/t2v
+  jaxgen train --config experiments/configs/moving_digits_t2v.py:runlocal --workdir /tmp/t2v
+"""
+
+import os
+import sys
+
+import ml_collections
+
+sys.path.insert(0, os.path.dirname(__file__))
+import common  # noqa: E402
+import moving_digits_vae  # noqa: E402
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  runlocal = arg == "runlocal"
+  c = common.base_config("t2v", runlocal)
+  c.description = ("Moving Digits text-to-video: tiny Wan DiT + CLIP-architecture text encoder "
+                   "+ Wan VAE, trained by jaxgen on the built-in dataset")
+  c.num_steps = 20 if runlocal else 4000
+  c.batch_size = 32
+  c.optim.lr = 1e-3
+  c.optim.warmup_steps = 5 if runlocal else 200
+  c.ema_decay = 0.999
+
+  c.vae = ml_collections.ConfigDict()
+  c.vae.model = moving_digits_vae.get_config(arg).model
+  c.vae.workdir = os.path.expanduser("~/jaxgen/runs/vae")  # the trained VAE run
+  c.vae.latents_dir = os.path.expanduser("~/jaxgen/runs/vae/latents")
+
+  c.text = ml_collections.ConfigDict()
+  c.text.width = 64 if runlocal else 128
+  c.text.mlp_dim = 128 if runlocal else 512
+  c.text.num_layers = 1 if runlocal else 2
+  c.text.num_heads = 2 if runlocal else 4
+
+  c.dit = ml_collections.ConfigDict()
+  c.dit.patch_size = (1, 2, 2)
+  c.dit.num_layers = 2 if runlocal else 6
+  c.dit.num_heads = 2 if runlocal else 4
+  c.dit.head_dim = 32
+  c.dit.ffn_dim = 128 if runlocal else 512
+  c.dit.freq_dim = 64 if runlocal else 128
+  c.dit.rope_max_seq_len = 32
+  c.dit.attention = "full"  # 144 tokens: full spacetime attention is cheap
+  c.dit.remat_policy = "none"
+
+  c.flow_shift = 1.0
+  c.logit_normal = (0.0, 1.0)  # SD3's logit-normal noise levels; () for uniform
+  c.caption_dropout = 0.1
+  # Open-Sora frame masks (jaxgen.train.masks.MASK_TYPES): the chance of each task per example.
+  c.masks = ml_collections.ConfigDict({
+      "none": 0.5, "image_head": 0.2, "image_tail": 0.05, "head_tail": 0.1,
+      "extend_head": 0.1, "random": 0.05})
+
+  c.sampling = ml_collections.ConfigDict()  # samples.png, and the bundle's defaults
+  c.sampling.sampler = "unipc"
+  c.sampling.num_steps = 30
+  c.sampling.guidance_scale = 4.0
+  return c

@@ -1,0 +1,193 @@
+"""Text-to-video task: a latent Wan DiT and a CLIP-architecture text encoder trained jointly with
+flow matching (Lipman et al. 2023; SD3's rectified flow, velocity target eps − x_0) on cached VAE
+latents, with Open-Sora frame masks and caption dropout for classifier-free guidance (Ho &
+Salimans 2022: the empty caption is the unconditional input).
+"""
+
+import dataclasses
+import functools
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from jaxgen.data import vocab
+from jaxgen.diffusion import losses
+from jaxgen.diffusion import parameterization as param
+from jaxgen.diffusion import schedules
+from jaxgen.diffusion.samplers import SamplerConfig, sample
+from jaxgen.models import vae_wan as vw
+from jaxgen.models.clip_text import CLIPTextConfig, CLIPTextModel
+from jaxgen.models.wan import Wan, WanConfig
+from jaxgen.pipelines import conditioning
+from jaxgen.pipelines.bundle import TextToVideoConfig
+from jaxgen.train import latents as latents_lib
+from jaxgen.train import masks
+from jaxgen.train.tasks import data
+from jaxgen.train.tasks import vae as vae_task
+
+Array = jax.Array
+
+
+def vae_config(config: ml_collections.ConfigDict, stats: tuple | None = None
+               ) -> vw.AutoencoderKLWanConfig:
+  """The frozen VAE's config, with the latent statistics `stats` = (mean, std) if given."""
+  cfg = vae_task.vae_config(ml_collections.ConfigDict({"model": config.vae.model}))
+  if stats is None:
+    return cfg
+  return dataclasses.replace(cfg, latents_mean=tuple(stats[0]), latents_std=tuple(stats[1]))
+
+
+def model_config(config: ml_collections.ConfigDict, tokenizer: Any, dtype: Any = jnp.float32,
+                 stats: tuple | None = None) -> TextToVideoConfig:
+  """The bundle config (text encoder, transformer, VAE, sampling defaults) of an experiment."""
+  t, d, s = config.text, config.dit, config.sampling
+  z = config.vae.model.z_dim
+  text = CLIPTextConfig(
+      vocab_size=len(tokenizer), hidden_size=t.width, intermediate_size=t.mlp_dim,
+      num_layers=t.num_layers, num_heads=t.num_heads, max_length=vocab.MAX_LENGTH,
+      hidden_act="gelu", eos_token_id=tokenizer.eos_token_id, dtype=dtype)
+  transformer = WanConfig(
+      patch_size=tuple(d.patch_size), in_channels=2 * z + 1, out_channels=z,
+      num_layers=d.num_layers, num_heads=d.num_heads, head_dim=d.head_dim, ffn_dim=d.ffn_dim,
+      text_dim=t.width, freq_dim=d.freq_dim, rope_max_seq_len=d.rope_max_seq_len,
+      attention=d.attention, dtype=dtype, remat_policy=d.remat_policy)
+  return TextToVideoConfig(
+      text_encoder=text, transformer=transformer, vae=vae_config(config, stats),
+      schedule=schedules.FlowSchedule(shift=config.flow_shift), prediction_type="flow",
+      sampler=s.sampler, num_steps=s.num_steps, guidance_scale=s.guidance_scale,
+      description=config.description)
+
+
+class T2VTask:
+  """Loss, init and samples of the text-to-video model; `config` is the experiment's ConfigDict."""
+
+  batch_keys = ("latents", "latents_std")
+
+  def __init__(self, config: ml_collections.ConfigDict, dtype: Any = jnp.float32):
+    masks.check_probabilities(config.masks)
+    self.config, self.dtype = config, dtype
+    self.tokenizer = vocab.build_tokenizer()
+    empty = self.tokenizer([""], padding="max_length", max_length=vocab.MAX_LENGTH,
+                           return_tensors="np")
+    self.empty_ids = empty["input_ids"][0].astype(np.int32)  # <s> </s> <pad>...
+    self.empty_mask = empty["attention_mask"][0].astype(np.int32)
+
+  # ---- data ------------------------------------------------------------------------------------
+  @property
+  def cache_dir(self) -> str:
+    return os.path.expanduser(self.config.vae.latents_dir)
+
+  def data_source(self, split: str) -> latents_lib.LatentSource:
+    """Moving Digits captions with their cached VAE latents (encoded on first use)."""
+    source = data.moving_digits(self.config.data, split)
+    if split != "train" and not os.path.exists(os.path.join(self.cache_dir, "train.npz")):
+      self.data_source("train")  # the train split defines the latent statistics
+    cache = latents_lib.cached(self.cache_dir, split, vae_config(self.config),
+                               os.path.expanduser(self.config.vae.workdir), source)
+    return latents_lib.LatentSource(cache, source)
+
+  @functools.cached_property
+  def stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    return latents_lib.read_stats(self.cache_dir)
+
+  @functools.cached_property
+  def model(self) -> TextToVideoConfig:
+    return model_config(self.config, self.tokenizer, self.dtype, self.stats)
+
+  # ---- model -----------------------------------------------------------------------------------
+  def init(self, key: Array, batch: dict[str, Array]) -> dict:
+    """Boxed params {'text_encoder', 'transformer'} for batches like `batch`."""
+    k_text, k_dit = jax.random.split(key)
+    cfg = self.model
+    ids = batch["input_ids"][:1]
+    text = CLIPTextModel(cfg.text_encoder).init(k_text, ids)["params"]
+    z = batch["latents"][:1]
+    x = jnp.zeros(z.shape[:-1] + (cfg.transformer.in_channels,))
+    context = jnp.zeros((1, ids.shape[1], cfg.text_encoder.hidden_size))
+    dit = Wan(cfg.transformer).init(k_dit, x, jnp.zeros((1,)), context)["params"]
+    return {"text_encoder": text, "transformer": dit}
+
+  def denoiser(self, params: dict):
+    """(x [B, t, h, w, z], t [B], cond) -> velocity, cond = {context, mask, frames}."""
+    transformer = Wan(self.model.transformer)
+
+    def apply(x, t, cond):
+      x = conditioning.with_conditions(x, cond["frames"])
+      return transformer.apply({"params": params["transformer"]}, x, t, cond["context"],
+                               cond["mask"])
+    return apply
+
+  def encode_text(self, params: dict, ids: Array, mask: Array) -> Array:
+    """ids, mask: [B, L] -> context [B, L, D]."""
+    return CLIPTextModel(self.model.text_encoder).apply(
+        {"params": params["text_encoder"]}, ids, mask)[0]
+
+  def normalized_latents(self, batch: dict[str, Array], key: Array | None) -> Array:
+    """A posterior sample (the mean when key is None), standardised: [B, t, h, w, z]."""
+    z = batch["latents"]
+    if key is not None:
+      z = z + batch["latents_std"] * jax.random.normal(key, z.shape)
+    return vw.normalize(self.model.vae, z)
+
+  def loss(self, params: dict, batch: dict[str, Array], key: Array) -> tuple[Array, dict]:
+    """Masked flow-matching loss of a batch of latents [B, t, h, w, z] and captions [B, L]."""
+    cfg = self.config
+    k_post, k_drop, k_level, k_noise, k_mask = jax.random.split(key, 5)
+    x0 = self.normalized_latents(batch, k_post)
+    b, t = x0.shape[:2]
+    drop = jax.random.bernoulli(k_drop, cfg.caption_dropout, (b, 1))
+    ids = jnp.where(drop, self.empty_ids, batch["input_ids"])
+    mask = jnp.where(drop, self.empty_mask, batch["attention_mask"])
+    context = self.encode_text(params, ids, mask)
+    timestep, alpha, sigma = losses.sample_noise_level(
+        self.model.schedule, k_level, b,
+        logit_normal=tuple(cfg.logit_normal) if cfg.logit_normal else None)
+    eps = jax.random.normal(k_noise, x0.shape)
+    x_t = param.q_sample(x0, eps, alpha, sigma)
+    frame_mask = masks.frame_masks(k_mask, b, t, cfg.masks)
+    cond = {"context": context, "mask": mask.astype(bool),
+            "frames": conditioning.condition_channels(x0, frame_mask)}
+    prediction = self.denoiser(params)(x_t, timestep, cond)
+    generated = (1.0 - frame_mask)[:, :, None, None, None]
+    per_example = losses.diffusion_loss(prediction, x0, eps, alpha, sigma, "flow", mask=generated)
+    return jnp.mean(per_example), {"given_frames": jnp.mean(frame_mask)}
+
+  # ---- samples ---------------------------------------------------------------------------------
+  @functools.cached_property
+  def vae_params(self) -> dict:
+    return latents_lib.restore_vae_params(os.path.expanduser(self.config.vae.workdir))
+
+  def generate(self, params: dict, ids: Array, mask: Array, key: Array,
+               z_cond: Array | None = None, frame_mask: Array | None = None) -> Array:
+    """Videos float32 [B, T, H, W, 3] in [-1, 1] for captions ids/mask [B, L], with guidance;
+    z_cond [B, t, h, w, z] (standardised) and frame_mask [B, t] give frames as conditions."""
+    cfg, s = self.model, self.config.sampling
+    b = ids.shape[0]
+    shape = (b,) + cfg.latent_shape(cfg.num_frames)
+    if frame_mask is None:
+      z_cond, frame_mask = jnp.zeros(shape), jnp.zeros(shape[:2])
+    frames = conditioning.condition_channels(z_cond, frame_mask)
+    empty_ids = jnp.broadcast_to(self.empty_ids, ids.shape)
+    empty_mask = jnp.broadcast_to(self.empty_mask, mask.shape)
+    cond = {"context": self.encode_text(params, ids, mask), "mask": mask.astype(bool),
+            "frames": frames}
+    negative = {"context": self.encode_text(params, empty_ids, empty_mask),
+                "mask": empty_mask.astype(bool), "frames": frames}
+    z = sample(self.denoiser(params), jax.random.normal(key, shape), cond,
+               config=SamplerConfig(s.sampler, s.num_steps), schedule=cfg.schedule,
+               prediction_type="flow", guidance_scale=s.guidance_scale, negative_cond=negative)
+    z = conditioning.paste(z, z_cond, frame_mask)
+    return vw.AutoencoderKLWan(cfg.vae).apply(
+        {"params": self.vae_params}, vw.denormalize(cfg.vae, z), method=vae_task.decode_unrolled)
+
+  def samples(self, params: dict, batch: dict[str, Array], key: Array) -> Array:
+    """VAE reconstructions of test videos over samples for their captions: uint8 [2, B, T, H, W, 3]."""
+    cfg = self.model
+    real = vw.AutoencoderKLWan(cfg.vae).apply(
+        {"params": self.vae_params}, batch["latents"], method=vae_task.decode_unrolled)
+    fake = self.generate(params, batch["input_ids"], batch["attention_mask"], key)
+    return jnp.stack([vae_task.to_uint8(real), vae_task.to_uint8(fake)])

@@ -1,0 +1,274 @@
+"""jaxgen.train: optimizer, EMA, frame masks, config overrides, a real train step on tiny configs
+with mock data, and resume continuing the same loss curve bit for bit."""
+
+import os
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from jaxgen.data import moving_digits as md
+from jaxgen.train import config_lib, ema, fast_conv, loop, masks, optim
+from jaxgen.train import latents as latents_lib
+from jaxgen.train.tasks import t2v, vae
+
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "experiments", "configs")
+
+
+def _mock_source(n: int, frames: int = 5, size: int = 8) -> list[dict]:
+  """Moving Digits examples cropped to `frames` frames of size x size (a multiple of 4)."""
+  out = []
+  for i in range(n):
+    e = md.example(0, "train", i)
+    out.append({**e, "video": e["video"][:frames, 8:8 + size, 8:8 + size]})
+  return out
+
+
+def _base_config(task: str, workdir_steps: int = 4) -> ml_collections.ConfigDict:
+  import sys
+  sys.path.insert(0, CONFIGS)
+  import common  # pylint: disable=g-import-not-at-top
+  c = common.base_config(task, runlocal=True)
+  c.num_steps = workdir_steps
+  c.batch_size = 2
+  c.log_every = 1
+  c.checkpoint_every = 2
+  c.num_samples = 2
+  c.mesh.data = 1  # one device of the 8 simulated ones: a 1x1 mesh
+  return c
+
+
+def _vae_config() -> ml_collections.ConfigDict:
+  c = _base_config("vae")
+  c.model = ml_collections.ConfigDict(dict(
+      base_dim=4, z_dim=4, dim_mult=(1, 2), num_res_blocks=1, attn_scales=(),
+      temporal_downsample=(True,), kl_weight=1e-3, glyph_weight=4.0))
+  return c
+
+
+class MockVAETask(vae.VAETask):
+  """The VAE task on in-memory 5-frame 8x8 videos."""
+
+  def data_source(self, split: str):
+    return _mock_source(8)
+
+
+# ---- optimizer, EMA ------------------------------------------------------------------------------
+
+def test_learning_rate_warmup_then_cosine():
+  c = ml_collections.ConfigDict(dict(lr=1e-3, warmup_steps=10, num_steps=110, end_lr_factor=0.1))
+  lr = optim.learning_rate(c)
+  np.testing.assert_allclose([lr(0), lr(5), lr(10), lr(60), lr(110)],
+                             [0.0, 5e-4, 1e-3, 0.55e-3, 1e-4], rtol=1e-5)
+
+
+def test_optimizer_clips_and_skips_decay_on_vectors():
+  c = ml_collections.ConfigDict(dict(lr=1.0, warmup_steps=0, num_steps=10, end_lr_factor=1.0,
+                                     weight_decay=0.5, b1=0.0, b2=0.0, eps=1e-12, clip_norm=1.0))
+  tx = optim.optimizer(c)
+  params = {"w": jnp.ones((2, 2)), "b": jnp.ones((2,))}
+  grads = {"w": jnp.zeros((2, 2)), "b": jnp.zeros((2,))}
+  updates, _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_allclose(updates["w"], -0.5 * np.ones((2, 2)))  # decoupled decay only
+  np.testing.assert_allclose(updates["b"], np.zeros(2))  # no decay on 1-D params
+
+
+def test_ema_update_and_warmup():
+  e = ema.ema_update({"a": jnp.zeros(3)}, {"a": jnp.ones(3)}, 0.9)
+  np.testing.assert_allclose(e["a"], 0.1 * np.ones(3), rtol=1e-6)
+  assert float(ema.ema_decay(0, 0.999)) == pytest.approx(0.1)
+  assert float(ema.ema_decay(10**6, 0.999)) == pytest.approx(0.999)
+  assert float(ema.ema_decay(0, 0.999, warmup=False)) == pytest.approx(0.999)
+
+
+# ---- frame masks ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", masks.MASK_TYPES)
+def test_frame_masks_each_type(kind):
+  probs = {k: float(k == kind) for k in masks.MASK_TYPES}
+  m = np.asarray(masks.frame_masks(jax.random.key(0), 64, 9, probs))
+  assert m.shape == (64, 9) and set(np.unique(m)) <= {0.0, 1.0}
+  assert (m.sum(1) < 9).all()  # something is always generated
+  if kind == "none":
+    assert (m == 0).all()
+  elif kind == "image_head":
+    assert (m[:, 0] == 1).all() and (m[:, 1:] == 0).all()
+  elif kind == "image_tail":
+    assert (m[:, -1] == 1).all() and (m[:, :-1] == 0).all()
+  elif kind == "head_tail":
+    assert (m[:, 0] == 1).all() and (m[:, -1] == 1).all() and (m == m[:, ::-1]).all()
+  elif kind == "extend_head":
+    k = m.sum(1).astype(int)
+    assert (k >= 1).all() and (k <= 4).all() and all((row[:n] == 1).all() for row, n in zip(m, k))
+  else:
+    assert 0.1 < m.mean() < 0.5
+
+
+def test_frame_masks_deterministic_and_checked():
+  probs = {k: 1.0 for k in masks.MASK_TYPES}
+  a = masks.frame_masks(jax.random.key(3), 16, 9, probs)
+  np.testing.assert_array_equal(a, masks.frame_masks(jax.random.key(3), 16, 9, probs))
+  with pytest.raises(ValueError, match="mask probabilities"):
+    masks.frame_masks(jax.random.key(0), 2, 9, {"none": 1.0})
+
+
+# ---- configs and the CLI -------------------------------------------------------------------------
+
+def test_config_overrides_parse_types():
+  c = config_lib.load(os.path.join(CONFIGS, "moving_digits_vae.py") + ":runlocal")
+  assert c.model.base_dim == 4
+  rest, overrides = config_lib.split_overrides(
+      ["--workdir", "w", "--config.optim.lr=3e-4", "--config.model.dim_mult", "(1, 2)",
+       "--config.ema_warmup=false", "--config.num_steps=7"])
+  assert rest == ["--workdir", "w"]
+  config_lib.apply_overrides(c, overrides)
+  assert (c.optim.lr, c.model.dim_mult, c.ema_warmup) == (3e-4, (1, 2), False)
+  assert c.optim.num_steps == 7  # a reference to num_steps follows it
+  with pytest.raises(ValueError, match="no field 'optim.nope'"):
+    config_lib.apply_overrides(c, [("optim.nope", "1")])
+  with pytest.raises(ValueError, match="batch_size"):
+    config_lib.apply_overrides(c, [("batch_size", "eight")])
+
+
+def test_cli_print_config_with_overrides(capsys):
+  from jaxgen import cli
+  path = os.path.join(CONFIGS, "moving_digits_t2v.py") + ":runlocal"
+  assert cli.main(["train", "--config", path, "--workdir", "unused", "--print-config",
+                   "--config.dit.num_layers=3", "--config.sampling.sampler", "flow_euler"]) == 0
+  out = capsys.readouterr().out
+  assert "num_layers: 3" in out and "sampler: flow_euler" in out
+  assert cli.main(["train", "--config", "missing.py", "--workdir", "w"]) == 2
+
+
+# ---- the VAE task, the loop, checkpoints and resume ----------------------------------------------
+
+def test_fast_conv_matches_the_module():
+  task = MockVAETask(_vae_config())
+  x = vae.to_unit_range(jnp.asarray(np.stack([e["video"] for e in _mock_source(2)])))
+  params = nn.unbox(task.init(jax.random.key(0), {"video": x}))
+  model = task.model
+  reference = model.apply({"params": params}, x, clip=False)
+  with fast_conv.causal_conv_as_2d():
+    mean, _ = model.apply({"params": params}, x, method=vae.encode_unrolled)
+    fast = model.apply({"params": params}, mean, method=vae.decode_unrolled)
+  assert float(jnp.linalg.norm(fast - reference) / jnp.linalg.norm(reference)) < 1e-5
+
+
+@pytest.fixture(scope="module")
+def vae_run(tmp_path_factory):
+  """A 4-step VAE run straight through, then the same run stopped at step 2 and resumed."""
+  config = _vae_config()
+  straight = str(tmp_path_factory.mktemp("straight"))
+  resumed = str(tmp_path_factory.mktemp("resumed"))
+  task = MockVAETask(config)
+  full = loop.train(config, straight, task=task, progress=False)
+  first = loop.train(config, resumed, task=task, progress=False, stop_at=2)
+  second = loop.train(config, resumed, task=task, progress=False)
+  return config, straight, resumed, full, first, second
+
+
+def test_train_step_writes_metrics_plots_and_checkpoints(vae_run):
+  config, straight, _, full, _, _ = vae_run
+  rows = loop.read_metrics(straight)
+  assert [r["step"] for r in rows] == [1, 2, 3, 4]
+  for key in ("loss", "l1", "kl", "psnr", "grad_norm", "lr", "steps_per_s", "examples_per_s"):
+    assert np.isfinite(rows[-1][key])
+  assert int(full["state"].step) == 4
+  assert sorted(os.listdir(os.path.join(straight, "checkpoints"))) == ["2", "4"]
+  for name in ("loss.png", "samples.png"):
+    assert os.path.getsize(os.path.join(straight, name)) > 0
+
+
+def test_resume_continues_the_same_loss_curve(vae_run):
+  _, straight, resumed, full, first, second = vae_run
+  assert first["resumed_from"] == 0 and second["resumed_from"] == 2
+  a = [r["loss"] for r in loop.read_metrics(straight)]
+  b = [r["loss"] for r in loop.read_metrics(resumed)]
+  assert a == b  # bit for bit: same batches (loader by step) and keys (fold_in(key, step))
+  for x, y in zip(jax.tree.leaves(full["state"]), jax.tree.leaves(second["state"])):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+def test_restore_vae_params_from_a_run(vae_run):
+  _, straight, _, full, _, _ = vae_run
+  params = latents_lib.restore_vae_params(straight)
+  for x, y in zip(jax.tree.leaves(params), jax.tree.leaves(full["state"].ema_params)):
+    np.testing.assert_array_equal(x, np.asarray(y))
+
+
+# ---- the text-to-video task ----------------------------------------------------------------------
+
+class MockT2VTask(t2v.T2VTask):
+  """The t2v task on random in-memory latents [3, 2, 2, 4] with captions."""
+
+  def data_source(self, split: str):
+    rng = np.random.default_rng(0)
+    items = _mock_source(8)
+    mean = rng.normal(size=(8, 3, 2, 2, 4)).astype(np.float16)
+    return latents_lib.LatentSource({"mean": mean, "std": np.full_like(mean, 0.1)}, items)
+
+  stats = ((0.0,) * 4, (1.0,) * 4)
+
+
+def _t2v_config() -> ml_collections.ConfigDict:
+  import sys
+  sys.path.insert(0, CONFIGS)
+  import moving_digits_t2v  # pylint: disable=g-import-not-at-top
+  c = moving_digits_t2v.get_config("runlocal")
+  c.update(dict(num_steps=2, batch_size=2, log_every=1, checkpoint_every=2))
+  c.mesh.data = 1
+  c.vae.model.update(dict(base_dim=4, z_dim=4, dim_mult=(1, 2), temporal_downsample=(True,)))
+  c.text.update(dict(width=16, mlp_dim=32, num_layers=1, num_heads=2))
+  c.dit.update(dict(num_layers=1, num_heads=2, head_dim=8, ffn_dim=32, freq_dim=16))
+  c.num_samples = 0
+  return c
+
+
+def test_t2v_train_step_updates_text_encoder_and_dit(tmp_path):
+  config = _t2v_config()
+  task = MockT2VTask(config)
+  result = loop.train(config, str(tmp_path), task=task, progress=False)
+  rows = loop.read_metrics(str(tmp_path))
+  assert [r["step"] for r in rows] == [1, 2] and all(np.isfinite(r["loss"]) for r in rows)
+  state = result["state"]
+  assert set(state.params) == {"text_encoder", "transformer"}
+  assert state.params["transformer"]["patch_embed"]["proj"]["kernel"].shape[0] == 4 * (2 * 4 + 1)
+  grads = jax.grad(lambda p: task.loss(p, _t2v_batch(task), jax.random.key(1))[0])(state.params)
+  for part in ("text_encoder", "transformer"):
+    assert float(sum(jnp.sum(jnp.abs(g)) for g in jax.tree.leaves(grads[part]))) > 0
+
+
+def _t2v_batch(task) -> dict:
+  source = task.data_source("train")
+  items = [source[i] for i in range(2)]
+  tokens = task.tokenizer([str(e["caption"]) for e in items], padding="max_length",
+                          max_length=32, return_tensors="np")
+  return {"latents": jnp.asarray(np.stack([e["latents"] for e in items])),
+          "latents_std": jnp.asarray(np.stack([e["latents_std"] for e in items])),
+          "input_ids": jnp.asarray(tokens["input_ids"], jnp.int32),
+          "attention_mask": jnp.asarray(tokens["attention_mask"], jnp.int32)}
+
+
+class BumpedT2VTask(MockT2VTask):
+  """Adds `bump` to the transformer's prediction in the first latent frame."""
+  bump = 0.0
+
+  def denoiser(self, params):
+    base = super().denoiser(params)
+    return lambda x, t, c: base(x, t, c).at[:, 0].add(self.bump)
+
+
+@pytest.mark.parametrize("kind,changes", [("image_head", False), ("none", True)])
+def test_t2v_loss_counts_only_generated_frames(kind, changes):
+  config = _t2v_config()
+  config.masks = {k: float(k == kind) for k in masks.MASK_TYPES}
+  task = BumpedT2VTask(config)
+  batch = _t2v_batch(task)
+  params = nn.unbox(task.init(jax.random.key(0), batch))
+  base = float(task.loss(params, batch, jax.random.key(2))[0])
+  task.bump = 5.0
+  bumped = float(task.loss(params, batch, jax.random.key(2))[0])
+  assert (bumped != pytest.approx(base, rel=1e-6)) == changes
