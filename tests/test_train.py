@@ -45,7 +45,7 @@ def _vae_config() -> ml_collections.ConfigDict:
   c = _base_config("vae")
   c.model = ml_collections.ConfigDict(dict(
       base_dim=4, z_dim=4, dim_mult=(1, 2), num_res_blocks=1, attn_scales=(),
-      temporal_downsample=(True,), kl_weight=1e-3, glyph_weight=4.0))
+      temporal_downsample=(True,), kl_weight=1e-3, glyph_weight=4.0, train_frames=0))
   return c
 
 

@@ -17,7 +17,8 @@ import common  # noqa: E402
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   runlocal = arg == "runlocal"
   c = common.base_config("vae", runlocal)
-  c.num_steps = 20 if runlocal else 1500
+  c.num_steps = 20 if runlocal else 2500
+  c.batch_size = 12
   c.optim.lr = 2e-3
   c.optim.weight_decay = 0.0
   c.model = ml_collections.ConfigDict()
@@ -27,6 +28,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.model.num_res_blocks = 1
   c.model.attn_scales = ()
   c.model.temporal_downsample = (False, True)  # 2x temporal
-  c.model.kl_weight = 1e-3
-  c.model.glyph_weight = 4.0  # extra L1/MSE weight on bright (digit) pixels
+  c.model.train_frames = 5 if runlocal else 9  # random clips of this many frames (4n + 1)
+  c.model.kl_weight = 1e-4
+  c.model.glyph_weight = 8.0  # extra L1/MSE weight on bright (digit) pixels
   return c

@@ -13,6 +13,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 
 from jaxgen.models import vae_wan as vw
 from jaxgen.train import checkpoint as ckpt_lib
@@ -27,16 +28,18 @@ def restore_vae_params(workdir: str, which: str = "ema_params") -> dict:
   if step is None:
     raise ValueError(f"vae.workdir={workdir!r} has no checkpoint; expected a trained VAE run "
                      "(jaxgen train --config experiments/configs/moving_digits_vae.py)")
-  state = checkpointer.manager.restore(step)
+  state = checkpointer.manager.restore(step, args=ocp.args.StandardRestore())
   checkpointer.close()
-  state = state if isinstance(state, dict) else state.__dict__
   return jax.tree.map(np.asarray, state[which])
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _encode(config: vw.AutoencoderKLWanConfig, params: Any, video: jax.Array):
-  mean, logvar = vw.AutoencoderKLWan(config).apply(
-      {"params": params}, video.astype(jnp.float32) / 127.5 - 1.0, method=vw.AutoencoderKLWan.encode)
+  from jaxgen.train import fast_conv
+  from jaxgen.train.tasks import vae
+  with fast_conv.causal_conv_as_2d():  # the same function as AutoencoderKLWan.encode, faster on CPU
+    mean, logvar = vw.AutoencoderKLWan(config).apply(
+        {"params": params}, vae.to_unit_range(video), method=vae.encode_unrolled)
   return mean, jnp.exp(0.5 * logvar)
 
 

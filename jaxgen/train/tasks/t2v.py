@@ -159,7 +159,9 @@ class T2VTask:
   # ---- samples ---------------------------------------------------------------------------------
   @functools.cached_property
   def vae_params(self) -> dict:
-    return latents_lib.restore_vae_params(os.path.expanduser(self.config.vae.workdir))
+    """The frozen VAE's EMA params (numpy), read once; concrete even when first used under jit."""
+    with jax.ensure_compile_time_eval():
+      return latents_lib.restore_vae_params(os.path.expanduser(self.config.vae.workdir))
 
   def generate(self, params: dict, ids: Array, mask: Array, key: Array,
                z_cond: Array | None = None, frame_mask: Array | None = None) -> Array:

@@ -94,10 +94,16 @@ class VAETask:
     """Scalar loss and metrics for a batch: video uint8 [B, T, H, W, 3]."""
     m = self.config.model
     x = to_unit_range(batch["video"])
+    k_crop, k_post = jax.random.split(key)
+    if m.train_frames and m.train_frames < x.shape[1]:
+      # A causal VAE is trained on short clips (Wan §3.1 trains on 5 frames, then longer): each
+      # chunk sees at most 2 past frames, so a 9-frame clip already exercises the caches.
+      start = jax.random.randint(k_crop, (), 0, x.shape[1] - m.train_frames + 1)
+      x = jax.lax.dynamic_slice_in_dim(x, start, m.train_frames, axis=1)
     model = self.model
     with fast_conv.causal_conv_as_2d():
       mean, logvar = model.apply({"params": params}, x, method=encode_unrolled)
-      z = vc.posterior_sample(key, mean, logvar)
+      z = vc.posterior_sample(k_post, mean, logvar)
       y = model.apply({"params": params}, z, method=decode_unrolled)
     err = y - x
     # Bright (glyph) pixels are a few percent of a frame; weighting them keeps digits sharp.
