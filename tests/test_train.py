@@ -2,6 +2,7 @@
 with mock data, and resume continuing the same loss curve bit for bit."""
 
 import os
+import shutil
 
 import flax.linen as nn
 import jax
@@ -168,6 +169,22 @@ def vae_run(tmp_path_factory):
   first = loop.train(config, resumed, task=task, progress=False, stop_at=2)
   second = loop.train(config, resumed, task=task, progress=False)
   return config, straight, resumed, full, first, second
+
+
+def test_killed_run_resumes_from_its_async_checkpoint(vae_run, tmp_path):
+  """A run 'killed' after step 4: its workdir as it was, minus the last checkpoint. Checkpoint 2
+  was saved asynchronously while steps 3-4 ran on donated buffers; resuming from it must redo
+  steps 3-4 exactly."""
+  config, straight, _, full, _, _ = vae_run
+  killed = str(tmp_path / "killed")
+  shutil.copytree(straight, killed)
+  shutil.rmtree(os.path.join(killed, "checkpoints", "4"))
+  result = loop.train(config, killed, task=MockVAETask(config), progress=False)
+  assert result["resumed_from"] == 2
+  assert ([r["loss"] for r in loop.read_metrics(killed)]
+          == [r["loss"] for r in loop.read_metrics(straight)])
+  for x, y in zip(jax.tree.leaves(full["state"]), jax.tree.leaves(result["state"])):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
 def test_train_step_writes_metrics_plots_and_checkpoints(vae_run):
