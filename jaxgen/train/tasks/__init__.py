@@ -16,11 +16,14 @@ def compute_dtype(config: ml_collections.ConfigDict) -> Any:
 
 
 def make(config: ml_collections.ConfigDict) -> Any:
-  """The task object for config.task ('vae' or 't2v')."""
+  """The task object for config.task ('vae', 't2v' or 'superres')."""
   if config.task == "vae":
     from jaxgen.train.tasks import vae
     return vae.VAETask(config, compute_dtype(config))
   if config.task == "t2v":
     from jaxgen.train.tasks import t2v
     return t2v.T2VTask(config, compute_dtype(config))
-  raise ValueError(f"config.task: expected 'vae' or 't2v', got {config.task!r}")
+  if config.task == "superres":
+    from jaxgen.train.tasks import superres
+    return superres.SuperResTask(config, compute_dtype(config))
+  raise ValueError(f"config.task: expected 'vae', 't2v' or 'superres', got {config.task!r}")
