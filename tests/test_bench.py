@@ -170,3 +170,4 @@ def test_blocked_attention_matches_jax(q_len, kv_len, masked):
   mask = jnp.asarray(rng.random((2, kv_len)) > 0.3) if masked else None
   want = jax.nn.dot_product_attention(q, k, v, mask=None if mask is None else mask[:, None, None])
   np.testing.assert_allclose(blocked_attention(q, k, v, mask, block=8), want, atol=1e-5)
+  np.testing.assert_allclose(blocked_attention(q, k, v, mask, block=8, q_chunk=4), want, atol=1e-5)

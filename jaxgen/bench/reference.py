@@ -76,8 +76,10 @@ def load_pair(reference: Any, *, dtype: str = "float32", device: str = "cpu",
               seed: int = 0) -> Pair:
   """Randomizes `reference`, saves it, loads it with jaxgen.zoo.load(dtype=dtype): same weights.
 
-  params_dtype casts jaxgen's params (e.g. bfloat16 for inference, as the reference's own weights
-  are then cast); overrides replace config fields that are not architecture (attention_impl).
+  With params_dtype (e.g. "bfloat16", for inference) the reference is reloaded the way its users
+  load it, `from_pretrained(torch_dtype=...)` (which keeps its float32 modules in float32), and
+  jaxgen's matmul kernels are cast likewise (norms, tables and biases stay float32). overrides
+  replace config fields that are not architecture (attention_impl).
   """
   import torch
 
@@ -86,18 +88,21 @@ def load_pair(reference: Any, *, dtype: str = "float32", device: str = "cpu",
 
   randomize(reference, seed)
   reference.eval()
+  torch_dtype = getattr(torch, params_dtype or "float32")
   with tempfile.TemporaryDirectory(prefix="jaxgen-bench-") as directory:
     reference.save_pretrained(directory)
     config, params = zoo.load(directory, dtype=dtype)
+    if torch_dtype != torch.float32:
+      reference = type(reference).from_pretrained(directory, torch_dtype=torch_dtype).eval()
   if overrides:
     config = dataclasses.replace(config, **overrides)
   model = families.family_of_config(config).model(config)
   if params_dtype is not None:
-    params = jax.tree.map(lambda x: x.astype(params_dtype), params)
+    params = jax.tree_util.tree_map_with_path(
+        lambda path, x: x.astype(params_dtype) if path[-1].key == "kernel" else x, params)
   params = jax.device_put(params)
-  torch_dtype = getattr(torch, params_dtype or "float32")
-  if device != "cpu" or torch_dtype != torch.float32:
-    reference = reference.to(device=device, dtype=torch_dtype)
+  if device != "cpu":
+    reference = reference.to(device)
   return Pair(reference, config, model, params)
 
 

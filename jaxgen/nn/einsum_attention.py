@@ -5,8 +5,8 @@ them between layouts. Written head-major with a plain softmax, XLA:CPU fuses q·
 into one kernel that never holds the logits (~2x faster; 100 MB instead of 8.6 GB of scratch
 at 16k tokens). For long key sequences that kernel slows down (it streams all S keys per query
 tile), so from LONG_KV keys on we run flash attention's loop (Dao et al. 2022, Alg. 1): a scan
-over key blocks with an online softmax, whose [T, block] logits stay small (~2x faster again at
-16k tokens, 0.6 GB of scratch). Measurements: BENCHMARKS.md. Other backends use their own
+over key blocks with an online softmax, whose [Q_CHUNK, BLOCK] logits stay small (~2x faster at
+16k tokens, 0.7 GB of scratch). Measurements: BENCHMARKS.md. Other backends use their own
 kernels (cuDNN, splash).
 """
 
@@ -14,8 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-BLOCK = 1024  # Rows of the query and key blocks of the blocked form.
-LONG_KV = 4 * BLOCK  # From this many keys on, the blocked form is used.
+BLOCK = 2048  # Keys per step of the blocked form.
+LONG_KV = 4096  # From this many keys on, the blocked form is used.
+Q_CHUNK = 8192  # Queries per pass over the keys: bounds the [Q_CHUNK, BLOCK] logits per head.
 _NEG = float(jnp.finfo(jnp.float32).min)  # Masked logit: finite, so masked rows never make NaN.
 
 
@@ -48,37 +49,49 @@ def _pad_to(x: jax.Array, axis: int, multiple: int) -> jax.Array:
 
 
 def blocked_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None = None,
-                      block: int = BLOCK) -> jax.Array:
+                      block: int = BLOCK, q_chunk: int = Q_CHUNK) -> jax.Array:
   """The same attention, one key block at a time with an online softmax: shapes as above.
 
-  Lengths are padded to whole blocks; padded keys are masked out and padded queries dropped.
+  Queries go q_chunk at a time (scratch O(q_chunk · block) per head, whatever T and S); lengths
+  are padded to whole blocks: padded keys are masked out and padded queries dropped.
   """
   b, t, n, h = q.shape
   s = k.shape[1]
+  # Without a mask or padded keys, skip the select on every logit.
+  masked = mask is not None or s % block
   valid = jnp.ones((b, s), bool) if mask is None else mask.astype(bool)
-  q = _pad_to(q * np.asarray(h**-0.5, q.dtype), 1, block)
   k, v, valid = _pad_to(k, 1, block), _pad_to(v, 1, block), _pad_to(valid, 1, block)
-  tq, nk = q.shape[1] // block, k.shape[1] // block
-  # [B, N, Tq, block, H] queries; keys/values/validity as per-block slices along a leading axis.
-  q = q.transpose(0, 2, 1, 3).reshape(b, n, tq, block, h)
+  nk = k.shape[1] // block
+  # Keys, values and validity as per-block slices along a leading axis: [nk, B, N, block, H].
   k, v = (x.reshape(b, nk, block, n, h).transpose(1, 0, 3, 2, 4) for x in (k, v))
   valid = valid.reshape(b, nk, block).transpose(1, 0, 2)
 
-  def step(carry, kv):
-    m, l, acc = carry  # running max, softmax denominator and unnormalised output, f32
-    kj, vj, valid_j = kv
-    logits = jnp.einsum("bnqth,bnsh->bnqts", q, kj, preferred_element_type=jnp.float32)
-    logits = jnp.where(valid_j[:, None, None, None, :], logits, _NEG)
-    m_new = jnp.maximum(m, logits.max(-1))
-    p = jnp.exp(logits - m_new[..., None])
-    correction = jnp.exp(m - m_new)
-    l = l * correction + p.sum(-1)
-    pv = jnp.einsum("bnqts,bnsh->bnqth", p.astype(vj.dtype), vj,
-                    preferred_element_type=jnp.float32)
-    return (m_new, l, acc * correction[..., None] + pv), None
+  def attend(qc):  # [B, N, Tc, H] -> [B, N, Tc, H] f32
+    def step(carry, kv):
+      m, l, acc = carry  # running max, softmax denominator and unnormalised output, f32
+      kj, vj, valid_j = kv
+      logits = jnp.einsum("bnth,bnsh->bnts", qc, kj, preferred_element_type=jnp.float32)
+      if masked:
+        logits = jnp.where(valid_j[:, None, None, :], logits, _NEG)
+      m_new = jnp.maximum(m, logits.max(-1))
+      p = jnp.exp(logits - m_new[..., None])
+      correction = jnp.exp(m - m_new)
+      l = l * correction + p.sum(-1)
+      pv = jnp.einsum("bnts,bnsh->bnth", p.astype(vj.dtype), vj,
+                      preferred_element_type=jnp.float32)
+      return (m_new, l, acc * correction[..., None] + pv), None
 
-  init = (jnp.full((b, n, tq, block), _NEG, jnp.float32), jnp.zeros((b, n, tq, block), jnp.float32),
-          jnp.zeros((b, n, tq, block, h), jnp.float32))
-  (_, l, acc), _ = jax.lax.scan(step, init, (k, v, valid))
-  out = (acc / l[..., None]).astype(q.dtype).reshape(b, n, tq * block, h)
-  return out[:, :, :t].transpose(0, 2, 1, 3)
+    rows = qc.shape[:3]
+    init = (jnp.full(rows, _NEG, jnp.float32), jnp.zeros(rows, jnp.float32),
+            jnp.zeros(rows + (h,), jnp.float32))
+    (_, l, acc), _ = jax.lax.scan(step, init, (k, v, valid))
+    return acc / l[..., None]
+
+  q = (q * np.asarray(h**-0.5, q.dtype)).transpose(0, 2, 1, 3)  # [B, N, T, H]
+  if t <= q_chunk:
+    out = attend(q)
+  else:
+    q = _pad_to(q, 2, q_chunk)
+    chunks = q.reshape(b, n, -1, q_chunk, h).transpose(2, 0, 1, 3, 4)
+    out = jax.lax.map(attend, chunks).transpose(1, 2, 0, 3, 4).reshape(b, n, -1, h)[:, :, :t]
+  return out.astype(q.dtype).transpose(0, 2, 1, 3)
