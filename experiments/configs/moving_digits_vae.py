@@ -17,7 +17,7 @@ import common  # noqa: E402
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   runlocal = arg == "runlocal"
   c = common.base_config("vae", runlocal)
-  c.num_steps = 20 if runlocal else 2500
+  c.num_steps = 20 if runlocal else 4000
   c.batch_size = 12
   c.optim.lr = 2e-3
   c.optim.weight_decay = 0.0
