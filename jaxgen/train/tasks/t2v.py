@@ -187,9 +187,10 @@ class T2VTask:
         {"params": self.vae_params}, vw.denormalize(cfg.vae, z), method=vae_task.decode_unrolled)
 
   def samples(self, params: dict, batch: dict[str, Array], key: Array) -> Array:
-    """VAE reconstructions of test videos over samples for their captions: uint8 [2, B, T, H, W, 3]."""
+    """Each test video (its VAE reconstruction) above a sample for its caption: uint8
+    [B, 2, T, H, W, 3]."""
     cfg = self.model
     real = vw.AutoencoderKLWan(cfg.vae).apply(
         {"params": self.vae_params}, batch["latents"], method=vae_task.decode_unrolled)
     fake = self.generate(params, batch["input_ids"], batch["attention_mask"], key)
-    return jnp.stack([vae_task.to_uint8(real), vae_task.to_uint8(fake)])
+    return jnp.stack([vae_task.to_uint8(real), vae_task.to_uint8(fake)], axis=1)

@@ -117,11 +117,11 @@ class VAETask:
                   "latent_std": jnp.std(mean)}
 
   def samples(self, params: Any, batch: dict[str, Array], key: Array) -> Array:
-    """Originals over reconstructions (posterior means): uint8 [2, B, T, H, W, 3]."""
+    """Each original above its reconstruction (posterior mean): uint8 [B, 2, T, H, W, 3]."""
     del key
     x = to_unit_range(batch["video"])
     model = self.model
     with fast_conv.causal_conv_as_2d():
       mean, _ = model.apply({"params": params}, x, method=encode_unrolled)
       y = model.apply({"params": params}, mean, method=decode_unrolled)
-    return jnp.stack([batch["video"], to_uint8(y)])
+    return jnp.stack([batch["video"], to_uint8(y)], axis=1)
