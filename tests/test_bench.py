@@ -85,7 +85,8 @@ def test_run_json_schema_and_table(dit_case):
   result = runner.run([("dit", lambda: dit_case), ("sample", lambda: sampler),
                        ("compile", lambda: compile_case)], mode="cpu",
                       peak_shapes=[(64, 64, 64), (32, 64, 32)],
-                      peak_dtype="float32", peak_repeats=1, targets=targets, log=lambda m: None)
+                      peak_dtype="float32", peak_repeats=1, probe_calls=2, targets=targets,
+                      log=lambda m: None)
   result = json.loads(json.dumps(runner.as_jsonable(result)))
   runner.validate(result)
   peak = result["gemm_peak"]["jax"]
@@ -94,12 +95,18 @@ def test_run_json_schema_and_table(dit_case):
   fwd, loop, comp = result["cases"]
   assert fwd["flops"] == flops.dit_forward(TINY_DIT, 2, 8, 8)
   assert len(fwd["jaxgen"]["times_s"]) == len(fwd["diffusers"]["times_s"]) == 2
+  # MFU against the GEMM rate measured in the case's own rounds, and against the sweep's best.
   assert fwd["jaxgen"]["mfu"] == pytest.approx(
+      fwd["jaxgen"]["flops_per_s"] / fwd["gemm_in_rounds"]["jax"])
+  assert fwd["diffusers"]["mfu"] == pytest.approx(
+      fwd["diffusers"]["flops_per_s"] / fwd["gemm_in_rounds"]["torch"])
+  assert fwd["jaxgen"]["mfu_sweep"] == pytest.approx(
       fwd["jaxgen"]["flops_per_s"] / result["gemm_peak"]["jax"]["flops_per_s"])
   assert fwd["speedup"] == pytest.approx(fwd["diffusers"]["median_s"] / fwd["jaxgen"]["median_s"])
   assert loop["flops"] == 3 * flops.dit_forward(TINY_DIT, 2, 8, 8)
   assert {"jaxgen_overhead", "diffusers_overhead"} <= set(loop["extra"])
   assert comp["diffusers"] is None and comp["jaxgen"]["compile_s"] > 0
+  assert comp["gemm_in_rounds"] is None
   assert {(t["case"], t["metric"]) for t in result["targets"]} == {
       ("dit-tiny", "speedup"), ("dit-tiny", "mfu"), ("sample-tiny", "overhead"),
       ("compile-tiny", "compile_s")}

@@ -132,3 +132,26 @@ def merge_peaks(runs: list[dict]) -> dict:
   for name in out:
     out[name]["all_flops_per_s"] = [run[name]["flops_per_s"] for run in runs if name in run]
   return out
+
+
+def gemm_probes(peaks: dict, repeats_per_call: int, torch_device: str | None) -> dict:
+  """{framework: (call, FLOPs per call)}: each framework's best GEMM shape in `peaks`, run
+  repeats_per_call times per call, to time in the same interleaved rounds as a case, so MFU
+  compares rates measured under the same load."""
+  probes = {}
+  for name, peak in peaks.items():
+    m, k, n = (int(v) for v in peak["shape"].split("x"))
+    a = jax.random.normal(jax.random.key(0), (m, k), jnp.dtype(peak["dtype"]))
+    b = jax.random.normal(jax.random.key(1), (k, n), jnp.dtype(peak["dtype"]))
+    if name == "jax":
+      one = jax_call(jax.jit(jnp.matmul).lower(a, b).compile(), a, b)
+    else:
+      one = _torch_matmul(a, b, peak["dtype"], torch_device)
+
+    def call(one=one):
+      for _ in range(repeats_per_call):
+        one()
+
+    call()  # warm-up
+    probes[name] = (call, 2.0 * m * k * n * repeats_per_call)
+  return probes

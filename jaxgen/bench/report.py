@@ -28,23 +28,25 @@ def table(result: dict) -> str:
          if "torch" in m else "") + ".",
       f"Load average (1/5/15 min) at start {_load(m['load_avg_start'])}, at end "
       f"{_load(m.get('load_avg_end'))}; started {m['started']}.",
-      "GEMM peak (" + ", ".join(
+      "GEMM peak sweep (" + ", ".join(
           f"{name}: {p['flops_per_s'] / 1e9:.1f} GFLOP/s at {p['shape']} {p['dtype']}"
-          for name, p in peaks.items()) + "): the best of a sweep of shapes, the MFU "
-      "denominators.",
+          for name, p in peaks.items()) + "): the best shape is timed again in every case's "
+      "rounds, and MFU is against that in-round rate (the case's `gemm` column).",
       "",
       "| case | jaxgen | diffusers | speedup | jaxgen GFLOP/s (MFU) | diffusers GFLOP/s (MFU) "
-      "| compile | peak MiB jaxgen / diffusers | rel. err. |",
-      "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+      "| gemm GFLOP/s jax / torch | compile | peak MiB jaxgen / diffusers | rel. err. |",
+      "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
   ]
   for c in result["cases"]:
     j, d = c["jaxgen"] or {}, c["diffusers"] or {}
     speedup = "—" if c["speedup"] is None else f"{c['speedup']:.2f}×"
     err = "—" if c["rel_err"] is None else f"{c['rel_err']:.1e}"
     compile_s = "—" if j.get("compile_s") is None else f"{j['compile_s']:.1f} s"
+    gemm = c.get("gemm_in_rounds") or {}
+    gemm = " / ".join("—" if fw not in gemm else f"{gemm[fw] / 1e9:.0f}" for fw in ("jax", "torch"))
     lines.append(
         f"| {c['name']} | {_s(j.get('median_s'))} | {_s(d.get('median_s'))} | {speedup} | "
-        f"{_side(c['jaxgen'])} | {_side(c['diffusers'])} | {compile_s} | "
+        f"{_side(c['jaxgen'])} | {_side(c['diffusers'])} | {gemm} | {compile_s} | "
         f"{_mb(j.get('peak_bytes'))} / {_mb(d.get('peak_bytes'))} | {err} |")
   lines += ["", "Cases:"] + [f"- {c['name']}: {c['description']}." for c in result["cases"]]
   lines += _extras(result["cases"])

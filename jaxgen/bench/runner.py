@@ -10,7 +10,8 @@ from typing import Any
 import jax
 
 from jaxgen.bench.case import Case
-from jaxgen.bench.measure import gemm_peaks, median, merge_peaks, run_interleaved, timed
+from jaxgen.bench.measure import gemm_peaks, gemm_probes, median, merge_peaks
+from jaxgen.bench.measure import run_interleaved, timed
 
 SCHEMA = "jaxgen.bench/1"
 SIDES = {"jaxgen": "jax", "diffusers": "torch"}  # side -> framework of its GEMM peak
@@ -59,7 +60,8 @@ def summarize(case: Case, times: dict[str, list[float]]) -> dict:
     info = dict(case.info[side])
     entry = {"median_s": medians.get(side), "min_s": min(times[side]) if side in times else None,
              "times_s": times.get(side), "compile_s": info.pop("compile_s", None),
-             "peak_bytes": info.pop("peak_bytes", None), "flops_per_s": None, "mfu": None}
+             "peak_bytes": info.pop("peak_bytes", None), "flops_per_s": None, "mfu": None,
+             "mfu_sweep": None}
     if case.flops and entry["median_s"]:
       entry["flops_per_s"] = case.flops / entry["median_s"]
     entry["memory"] = info or None
@@ -73,11 +75,17 @@ def summarize(case: Case, times: dict[str, list[float]]) -> dict:
 
 
 def add_mfu(results: list[dict], peaks: dict) -> None:
-  """Sets each side's MFU: its FLOP/s over its own framework's GEMM peak in this run."""
+  """Sets each side's MFU: its FLOP/s over its own framework's GEMM rate measured in the case's
+  own rounds (same load), and mfu_sweep: over the run's best sweep peak (`peaks`)."""
   for r in results:
     for side, framework in SIDES.items():
-      if r[side] and r[side]["flops_per_s"] and framework in peaks:
-        r[side]["mfu"] = r[side]["flops_per_s"] / peaks[framework]["flops_per_s"]
+      entry = r[side]
+      if not entry or not entry["flops_per_s"]:
+        continue
+      if framework in (r.get("gemm_in_rounds") or {}):
+        entry["mfu"] = entry["flops_per_s"] / r["gemm_in_rounds"][framework]
+      if framework in peaks:
+        entry["mfu_sweep"] = entry["flops_per_s"] / peaks[framework]["flops_per_s"]
 
 
 def check_targets(results: list[dict], targets: dict[str, dict[str, float]]) -> list[dict]:
@@ -111,23 +119,34 @@ def check_targets(results: list[dict], targets: dict[str, dict[str, float]]) -> 
 
 def run(cases: Sequence[tuple[str, Callable[[], Case]]], *, mode: str,
         peak_shapes: Sequence[tuple[int, int, int]], peak_dtype: str, peak_repeats: int = 5,
-        torch_device: str | None = "cpu",
+        probe_calls: int = 5, torch_device: str | None = "cpu",
         targets: dict | None = None, log: Callable[[str], None] = print) -> dict:
-  """Builds and times each (name, factory) in turn, freeing it before the next; GEMM peaks over
-  peak_shapes at the start and the end of the run (the best median is the MFU denominator)."""
+  """Builds and times each (name, factory) in turn, freeing it before the next.
+
+  GEMM peaks: a sweep over peak_shapes at the start and the end of the run, and each framework's
+  best shape (probe_calls GEMMs per call) timed in every case's interleaved rounds: the MFU
+  denominator, measured under the load the case ran under.
+  """
   previous_cache = jax.config.jax_enable_compilation_cache
   jax.config.update("jax_enable_compilation_cache", False)  # compile times must be cold
   try:
     machine = machine_info(torch_device)
     log(f"GEMM peak ({peak_dtype}, {len(peak_shapes)} shapes)...")
     peak_runs = [gemm_peaks(list(peak_shapes), peak_dtype, peak_repeats, torch_device)]
+    probes = gemm_probes(peak_runs[0], probe_calls, torch_device)
     results = []
     for name, factory in cases:
       log(f"{name}: building (weights, compile, warm-up, parity, memory)...")
       case, build_s = timed(factory)
       log(f"{name}: built in {build_s:.0f} s; timing {case.repeats} interleaved repeats...")
-      times = run_interleaved(case.calls, case.repeats) if case.calls else {}
-      results.append(summarize(case, times) | {"build_s": build_s})
+      calls = dict(case.calls)
+      if calls:
+        calls |= {f"gemm_{fw}": call for fw, (call, _) in probes.items()}
+      times = run_interleaved(calls, case.repeats) if calls else {}
+      in_rounds = {fw: flops / median(times.pop(f"gemm_{fw}")) for fw, (_, flops) in probes.items()
+                   if f"gemm_{fw}" in times}
+      results.append(summarize(case, times) | {"build_s": build_s,
+                                                "gemm_in_rounds": in_rounds or None})
       del case
       gc.collect()
     log("GEMM peak again...")
@@ -154,7 +173,7 @@ def validate(result: dict) -> None:
   need(result["gemm_peak"], ("jax",), "gemm_peak")
   for case in result["cases"]:
     need(case, ("name", "description", "flops", "repeats", "jaxgen", "diffusers", "speedup",
-                "rel_err", "extra"), f"case {case.get('name')}")
+                "rel_err", "extra", "gemm_in_rounds"), f"case {case.get('name')}")
     for side in SIDES:
       if case[side] is not None:
         need(case[side], ("median_s", "times_s", "compile_s", "peak_bytes", "flops_per_s", "mfu"),
