@@ -107,6 +107,34 @@ def test_motion_stays_in_bounds_and_bounces():
     assert len(set(video.sum((1, 2, 3)).tolist())) == 1
 
 
+def test_larger_and_faster_renderings_are_the_same_scene():
+  """scale/rate render the ground truth of the cascade's SSR/TSR stages: the same example."""
+  from jaxgen.train.tasks import data
+  base = md.example(0, "test", 5)
+  fast = md.example(0, "test", 5, rate=2)
+  large = md.example(0, "test", 5, scale=2)
+  assert fast["video"].shape == (2 * md.NUM_FRAMES, md.SIZE, md.SIZE, 3)
+  assert large["video"].shape == (md.NUM_FRAMES, 2 * md.SIZE, 2 * md.SIZE, 3)
+  assert fast["caption"] == large["caption"] == base["caption"]
+  assert np.array_equal(fast["video"][::2], base["video"])  # the odd frames are in between
+  assert not np.array_equal(fast["video"][1::2], base["video"])
+  area = large["video"].astype(np.float64).reshape(md.NUM_FRAMES, md.SIZE, 2, md.SIZE, 2, 3)
+  error = np.abs(area.mean((2, 4)) - base["video"])  # 2x2 averages: the dataset, up to resampling
+  assert error.mean() < 0.1 and error.max() <= 12
+  with pytest.raises(ValueError, match="rate=3"):
+    md.example(0, "test", 5, rate=3)  # 2 px per frame cannot be split into thirds
+  source = data.Rendered(0, "test", 10, rate=2, clip_frames=6)
+  clips = [source[i]["video"] for i in range(10)]
+  assert len(source) == 10 and all(c.shape == (6, md.SIZE, md.SIZE, 3) for c in clips)
+  for i, clip in enumerate(clips):  # clips start on a dataset frame
+    video = md.example(0, "test", i, rate=2)["video"]
+    starts = [s for s in range(0, len(video) - 5, 2) if np.array_equal(video[s:s + 6], clip)]
+    assert starts, i
+  assert np.array_equal(source[3]["video"], clips[3])  # deterministic
+  with pytest.raises(ValueError, match="clip_frames=40"):
+    data.Rendered(0, "test", 10, rate=2, clip_frames=40)
+
+
 def test_every_attribute_combination_reachable(samples):
   singles = collections.Counter((o.digit, o.color, o.direction) for s in samples for o in s)
   assert len(singles) == 10 * len(md.COLORS) * len(md.DIRECTIONS)

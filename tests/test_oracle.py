@@ -39,6 +39,20 @@ def test_oracle_is_reliable_on_held_out_videos(real_scores):
   assert real_scores["num_videos"] == N
 
 
+def test_oracle_reads_larger_and_faster_renderings():
+  """At the cascade's output sizes (2x frames, 2x pixels) ground truth still reads near 100%."""
+  examples = [md.example(0, "test", i, scale=2, rate=2) for i in range(40)]
+  videos = np.stack([e["video"] for e in examples])
+  scores = metrics.evaluate(videos, {k: np.stack([e[k] for e in examples]) for k in ATTRIBUTES},
+                            rate=2)
+  assert scores["all_attributes_accuracy"] >= 0.9 and scores["direction_accuracy"] >= 0.95
+  # Read at the wrong frame rate, the speed (not the direction) is off by the factor.
+  fast = oracle.read_video(videos[0], rate=2)
+  slow = oracle.read_video(videos[0])
+  assert np.allclose(np.abs(fast[0].velocity).max(), md.SPEED, atol=0.2)
+  assert np.allclose(np.abs(slow[0].velocity).max(), md.SPEED / 2, atol=0.2)
+
+
 def test_classifier_reads_held_out_glyphs():
   _, labels = md.glyphs()
   test = md.glyph_indices("test")

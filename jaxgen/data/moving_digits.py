@@ -111,19 +111,36 @@ def resize(image: np.ndarray, size: int) -> np.ndarray:
   return _resize_matrix(image.shape[0], size) @ image @ _resize_matrix(image.shape[1], size).T
 
 
-def glyph_alpha(glyph: int) -> np.ndarray:
-  """Coverage of a glyph drawn at GLYPH_SIZE: float32 [GLYPH_SIZE, GLYPH_SIZE] in [0, 1]."""
-  return np.clip(resize(glyphs()[0][glyph], GLYPH_SIZE), 0.0, 1.0)
+def glyph_alpha(glyph: int, scale: int = 1) -> np.ndarray:
+  """Coverage of a glyph drawn at GLYPH_SIZE·scale: float32 [GLYPH_SIZE·scale]² in [0, 1]."""
+  return np.clip(resize(glyphs()[0][glyph], GLYPH_SIZE * scale), 0.0, 1.0)
 
 
-def trajectory(start: np.ndarray, direction: int, num_frames: int = NUM_FRAMES) -> np.ndarray:
-  """Top-left corners int32 [..., T, 2] from start [..., 2], moving at SPEED with bounces."""
-  room = SIZE - GLYPH_SIZE  # top-left positions live in [0, room]
+def trajectory(start: np.ndarray, direction: int, num_frames: int = NUM_FRAMES, *,
+               scale: int = 1, rate: int = 1) -> np.ndarray:
+  """Top-left corners int32 [..., T, 2] from start [..., 2], moving at SPEED with bounces.
+
+  `scale` draws the same scene `scale` times larger (corners ×scale) and `rate` samples it `rate`
+  times per frame (frame t is at time t / rate): the ground truth of spatial and temporal
+  super-resolution. scale * SPEED must be a multiple of rate, so corners stay on the pixel grid.
+  """
+  _check_scale_rate(scale, rate)
+  # Positions in units of 1/rate px stay integers; bouncing is reflection: unfold the segment
+  # [0, room] into a triangle wave of period 2*room.
+  room = (SIZE - GLYPH_SIZE) * rate  # top-left positions live in [0, room]
   steps = SPEED * DIRECTION_VECTORS[direction] * np.arange(num_frames)[:, None]  # [T, 2]
-  free = np.asarray(start)[..., None, :] + steps
-  # Bouncing is reflection: unfold the segment [0, room] into a triangle wave of period 2*room.
+  free = np.asarray(start)[..., None, :] * rate + steps
   phase = np.mod(free, 2 * room)
-  return np.where(phase <= room, phase, 2 * room - phase).astype(np.int32)
+  folded = np.where(phase <= room, phase, 2 * room - phase)
+  return (folded * scale // rate).astype(np.int32)
+
+
+def _check_scale_rate(scale: int, rate: int) -> None:
+  if not isinstance(scale, (int, np.integer)) or scale < 1:
+    raise ValueError(f"scale={scale!r}; expected an integer >= 1")
+  if not isinstance(rate, (int, np.integer)) or rate < 1 or (SPEED * scale) % rate:
+    raise ValueError(f"rate={rate!r}; expected an integer >= 1 dividing SPEED * scale = "
+                     f"{SPEED * scale}, so that every frame's corners are whole pixels")
 
 
 def _sample_starts(rng: np.random.Generator, direction: int, n: int) -> np.ndarray:
@@ -201,14 +218,20 @@ def sample_objects(rng: np.random.Generator, split: str) -> list[DigitObject]:
           for d, g, c, r, s in zip(digits, glyph_ids, colors, directions, starts)]
 
 
-def render(objects: list[DigitObject], num_frames: int = NUM_FRAMES) -> np.ndarray:
-  """Video uint8 [T, SIZE, SIZE, 3]; later objects are composited over earlier ones."""
-  video = np.zeros((num_frames, SIZE, SIZE, 3), np.float32)
+def render(objects: list[DigitObject], num_frames: int = NUM_FRAMES, *, scale: int = 1,
+           rate: int = 1) -> np.ndarray:
+  """Video uint8 [T, SIZE·scale, SIZE·scale, 3]; later objects are composited over earlier ones.
+
+  scale, rate: see `trajectory`; with scale=1, rate=1 this is the dataset's rendering.
+  """
+  size, glyph_size = SIZE * scale, GLYPH_SIZE * scale
+  video = np.zeros((num_frames, size, size, 3), np.float32)
   for obj in objects:
-    alpha = glyph_alpha(obj.glyph)[..., None]
+    alpha = glyph_alpha(obj.glyph, scale)[..., None]
     color = PALETTE[obj.color].astype(np.float32)
-    for t, (y, x) in enumerate(trajectory(obj.start, obj.direction, num_frames)):
-      patch = video[t, y:y + GLYPH_SIZE, x:x + GLYPH_SIZE]
+    track = trajectory(obj.start, obj.direction, num_frames, scale=scale, rate=rate)
+    for t, (y, x) in enumerate(track):
+      patch = video[t, y:y + glyph_size, x:x + glyph_size]
       patch[...] = alpha * color + (1 - alpha) * patch  # "over" compositing
   return np.round(video).astype(np.uint8)
 
@@ -228,15 +251,23 @@ def attributes(objects: list[DigitObject]) -> dict[str, np.ndarray]:
   return out
 
 
-def example(seed: int, split: str, index: int) -> dict[str, np.ndarray | str]:
-  """Example `index` of `split`: video uint8 [17, 32, 32, 3], caption and attributes."""
+def example(seed: int, split: str, index: int, *, scale: int = 1,
+            rate: int = 1) -> dict[str, np.ndarray | str]:
+  """Example `index` of `split`: video uint8 [17, 32, 32, 3], caption and attributes.
+
+  scale, rate > 1 render the same example larger and at a higher frame rate, as the ground truth
+  of the cascade's SSR and TSR stages: video [17·rate, 32·scale, 32·scale, 3], whose every
+  rate-th frame is (at scale 1) the dataset's frame.
+  """
   if split not in SPLITS:
     raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
   if index < 0 or seed < 0:
     raise ValueError(f"seed, index: expected non-negative integers, got {seed}, {index}")
+  _check_scale_rate(scale, rate)
   rng = np.random.default_rng([seed, SPLITS.index(split), index])
   objects = sample_objects(rng, split)
-  return {"video": render(objects), "caption": describe(objects, rng), **attributes(objects)}
+  video = render(objects, NUM_FRAMES * rate, scale=scale, rate=rate)
+  return {"video": video, "caption": describe(objects, rng), **attributes(objects)}
 
 
 def vocabulary() -> list[str]:

@@ -48,10 +48,10 @@ def _check(videos: np.ndarray, name: str) -> np.ndarray:
   return videos
 
 
-def oracle_features(videos: np.ndarray) -> np.ndarray:
+def oracle_features(videos: np.ndarray, rate: int = 1) -> np.ndarray:
   """The oracle's features float32 [N, oracle.FEATURE_DIM] of videos uint8 [N, T, H, W, 3]."""
   videos = _check(videos, "videos")
-  return np.stack([oracle.video_features(v, oracle.read_video(v)) for v in videos])
+  return np.stack([oracle.video_features(v, oracle.read_video(v, rate)) for v in videos])
 
 
 def match(targets: list[tuple[int, int, int]], readings: list[oracle.Reading]
@@ -66,12 +66,13 @@ def match(targets: list[tuple[int, int, int]], readings: list[oracle.Reading]
 
 
 def evaluate(videos: np.ndarray, attributes: Mapping[str, np.ndarray],
-             real_videos: np.ndarray | None = None) -> dict[str, float]:
+             real_videos: np.ndarray | None = None, rate: int = 1) -> dict[str, float]:
   """Oracle metrics of videos uint8 [N, T, H, W, 3] against their prompts' attributes.
 
   `attributes`: num_objects int [N]; digit, color, direction int [N, MAX_OBJECTS] (-1 padded).
   `real_videos` uint8 [M, T, H, W, 3] (e.g. the test split): adds `frechet_distance` between the
-  oracle's features of `videos` and of them.
+  oracle's features of `videos` and of them. `rate`: frames per dataset frame of both (2 after a
+  TSR stage); larger frames are read at their own scale (oracle.read_video).
   """
   videos = _check(videos, "videos")
   if real_videos is not None:
@@ -92,7 +93,7 @@ def evaluate(videos: np.ndarray, attributes: Mapping[str, np.ndarray],
   right = {k: [] for k in ATTRIBUTE_KEYS}
   consistency, all_right, count_right, features = [], [], [], []
   for i, video in enumerate(videos):
-    readings = oracle.read_video(video)
+    readings = oracle.read_video(video, rate)
     if real_videos is not None:
       features.append(oracle.video_features(video, readings))
     targets = [tuple(int(fields[k][i, j]) for k in ATTRIBUTE_KEYS) for j in range(num[i])]
@@ -112,5 +113,6 @@ def evaluate(videos: np.ndarray, attributes: Mapping[str, np.ndarray],
       object_count_accuracy=_mean(count_right),
       num_videos=len(videos))
   if real_videos is not None:
-    out["frechet_distance"] = frechet_distance(np.stack(features), oracle_features(real_videos))
+    out["frechet_distance"] = frechet_distance(np.stack(features),
+                                               oracle_features(real_videos, rate))
   return out

@@ -35,6 +35,7 @@ class Reading:
   direction: int  # index into md.DIRECTIONS, -1 when no clear motion
   frame_digits: np.ndarray  # int [T], -1 where the object is absent
   scores: np.ndarray  # float [10], classifier decision values averaged over present frames
+  # Lengths in the dataset's pixels and frames (see read_video), whatever the video's size.
   velocity: np.ndarray  # float [2], (dy, dx) px per frame over the first frames
   step: float  # mean centroid displacement (px) between consecutive frames where present
   present: np.ndarray  # bool [T]
@@ -103,9 +104,9 @@ def direction_of(velocity: np.ndarray) -> int:
   return int(match[0]) if len(match) else -1
 
 
-def _velocity(centroids: np.ndarray, present: np.ndarray) -> np.ndarray:
+def _velocity(centroids: np.ndarray, present: np.ndarray, rate: int = 1) -> np.ndarray:
   """Least-squares (dy, dx) per frame over the first bounce-free frames; 0 if too few."""
-  n = min(md.FREE_FRAMES + 1, len(present))
+  n = min(md.FREE_FRAMES * rate + 1, len(present))
   keep = present[:n]
   if keep.sum() < 2:
     return np.zeros(2, np.float32)
@@ -114,28 +115,38 @@ def _velocity(centroids: np.ndarray, present: np.ndarray) -> np.ndarray:
   return ((tc[:, None] * (c - c.mean(0))).sum(0) / (tc ** 2).sum()).astype(np.float32)
 
 
-def read_video(video: np.ndarray) -> list[Reading]:
-  """The objects the oracle finds in a video uint8 [T, H, W, 3], largest first."""
+def read_video(video: np.ndarray, rate: int = 1) -> list[Reading]:
+  """The objects the oracle finds in a video uint8 [T, H, W, 3], largest first.
+
+  Videos larger than the dataset's SIZE (a cascade's SSR output) are read at their own scale
+  H / SIZE, and `rate` is their frame rate relative to the dataset's (2 after a TSR stage); the
+  readings' velocities, steps and sizes are in the dataset's pixels and frames either way.
+  """
   if video.ndim != 4 or video.shape[-1] != 3:
     raise ValueError(f"video: expected uint8 [T, H, W, 3], got shape {video.shape}")
+  if not isinstance(rate, (int, np.integer)) or rate < 1:
+    raise ValueError(f"rate={rate!r}; expected an integer >= 1 (frames per dataset frame)")
   value, labels = colour_labels(video)
+  num_frames, height, width = value.shape
+  scale = height / md.SIZE
+  crop = int(round(CROP * scale))
+  min_pixels = MIN_FRAME_PIXELS * scale ** 2
   counts = np.bincount(labels[labels >= 0], minlength=len(md.PALETTE))
   total = max(int(counts.sum()), 1)
   colours = [c for c in np.argsort(-counts, kind="stable")
-             if counts[c] >= MIN_SHARE * total and counts[c] >= MIN_FRAME_PIXELS][:MAX_OBJECTS]
+             if counts[c] >= MIN_SHARE * total and counts[c] >= min_pixels][:MAX_OBJECTS]
   svm = classifier()
-  num_frames, height, width = value.shape
   yy, xx = np.mgrid[:height, :width]
   readings = []
   for c in colours:
     own = np.where(labels == c, value, 0.0)  # [T, H, W]
     pixels = (labels == c).sum((1, 2))
-    present = pixels >= MIN_FRAME_PIXELS
+    present = pixels >= min_pixels
     mass = np.maximum(own.sum((1, 2)), 1e-6)
     centroids = np.stack([(own * yy).sum((1, 2)), (own * xx).sum((1, 2))], -1) / mass[:, None]
-    corners = np.round(centroids).astype(int) + CROP - CROP // 2
-    padded = np.pad(own, ((0, 0), (CROP, CROP), (CROP, CROP)))
-    crops = [crop_features(padded[t, cy:cy + CROP, cx:cx + CROP])
+    corners = np.round(centroids).astype(int) + crop - crop // 2
+    padded = np.pad(own, ((0, 0), (crop, crop), (crop, crop)))
+    crops = [crop_features(padded[t, cy:cy + crop, cx:cx + crop])
              for t, (cy, cx) in zip(np.flatnonzero(present), corners[present])]
     frame_digits = np.full(num_frames, -1, np.int32)
     scores = np.zeros(10, np.float32)
@@ -143,14 +154,14 @@ def read_video(video: np.ndarray) -> list[Reading]:
       decision = svm.decision_function(np.stack(crops))  # [n, 10]
       frame_digits[present] = svm.classes_[decision.argmax(-1)]
       scores = decision.mean(0).astype(np.float32)
-    velocity = _velocity(centroids, present)
+    velocity = _velocity(centroids, present, rate) * rate / scale  # dataset px per dataset frame
     both = present[1:] & present[:-1]
-    steps = np.linalg.norm(np.diff(centroids, axis=0), axis=-1)[both]
+    steps = np.linalg.norm(np.diff(centroids, axis=0), axis=-1)[both] * rate / scale
     readings.append(Reading(
         color=int(c), digit=int(svm.classes_[scores.argmax()]), direction=direction_of(velocity),
         frame_digits=frame_digits, scores=scores, velocity=velocity,
         step=float(steps.mean()) if len(steps) else 0.0, present=present,
-        pixels=float(pixels[present].mean()) if present.any() else 0.0))
+        pixels=float(pixels[present].mean()) / scale ** 2 if present.any() else 0.0))
   return readings
 
 

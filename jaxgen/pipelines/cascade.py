@@ -110,8 +110,12 @@ class Cascade:
     return self.config.output_shape(frames, b.height, b.width)
 
   def __call__(self, prompts: str | Sequence[str], *, negative_prompt: str = "",
-               num_frames: int | None = None, seed: int = 0, num_videos: int = 1) -> np.ndarray:
-    """num_videos videos per prompt: uint8 [len(prompts) · num_videos, T, H, W, 3]."""
+               num_frames: int | None = None, seed: int = 0, num_videos: int = 1,
+               return_stages: bool = False) -> np.ndarray | list[np.ndarray]:
+    """num_videos videos per prompt: uint8 [len(prompts) · num_videos, T, H, W, 3].
+
+    return_stages: return every stage's output instead, the base's first, as a list.
+    """
     cfg = self.config
     num_frames = num_frames or cfg.num_frames
     self.output_shape(num_frames)
@@ -121,6 +125,7 @@ class Cascade:
                       num_steps=cfg.base_num_steps, sampler=cfg.base_sampler,
                       guidance_scale=cfg.base_guidance_scale, seed=seed, num_videos=num_videos)
     self.times = {"base": time.perf_counter() - start}
+    outputs = [video]
     x = jnp.asarray(video, jnp.float32) / 127.5 - 1.0
     prompts = [p for p in prompts for _ in range(num_videos)]
     ids, mask = self.tokenizer(prompts)
@@ -130,9 +135,9 @@ class Cascade:
       start = time.perf_counter()
       x = run_stage(stage, stage.guidance_scale != 1.0, params, x, ids, mask, neg_ids, neg_mask,
                     jax.random.fold_in(key, i))
-      x.block_until_ready()
+      outputs.append(np.asarray(jnp.round((x + 1) * 127.5)).astype(np.uint8))
       self.times[f"stage {i} ({stage.model.kind})"] = time.perf_counter() - start
-    return np.asarray(jnp.round((jnp.clip(x, -1, 1) + 1) * 127.5)).astype(np.uint8)
+    return outputs if return_stages else outputs[-1]
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
@@ -215,6 +220,17 @@ def load_stage(path: str | os.PathLike) -> tuple[StageConfig, dict]:
 
 def cascade_names() -> list[str]:
   return sorted(CASCADES) + [RANDOM_TINY_CASCADE]
+
+
+def stage_dir(model: str) -> str | None:
+  """The stage bundle `model` names (a shipped stage, e.g. moving-digits-tsr, or a directory
+  holding stage.json), or None when it names none."""
+  from jaxgen.pipelines import load  # pylint: disable=g-import-not-at-top
+
+  for path in (os.path.join(load.WEIGHTS_DIR, model), model):
+    if os.path.isfile(os.path.join(path, "stage.json")):
+      return path
+  return None
 
 
 def load_cascade(name: str) -> tuple[Cascade, str | None]:

@@ -1,7 +1,9 @@
 """TSR/SSR stage training (Imagen Video §2.1-2.5): a pixel-space SuperResDiT and its own small
 CLIP-architecture text encoder, trained jointly with v-prediction on a continuous log-SNR schedule.
 
-The lower stage's input is made from ground truth: every tf-th frame and sf×sf area averages of
+The ground truth is Moving Digits rendered at the stage's output size and frame rate
+(data.Rendered: the same scenes, drawn larger or sampled more often). The lower stage's input is
+made from it: every tf-th frame and sf×sf area averages of
 the video (jaxgen.pipelines.upsample.downsample), upsampled back by frame repetition and bilinear
 interpolation, then noise-augmented to a per-example level a ~ U[0, max_aug_level]
 (jaxgen.diffusion.augment). Captions are dropped with probability caption_dropout, for
@@ -83,9 +85,10 @@ class SuperResTask:
   def stage(self) -> cascade.StageConfig:
     return stage_config(self.config, self.tokenizer, self.dtype)
 
-  def data_source(self, split: str):
-    """Moving Digits videos and captions of `split`."""
-    return data.moving_digits(self.config.data, split)
+  def data_source(self, split: str) -> data.Rendered:
+    """Moving Digits videos and captions of `split`, rendered at the stage's output size and
+    frame rate (config.data.scale, rate), in clips of config.data.clip_frames frames."""
+    return data.rendered(self.config.data, split)
 
   # ---- data ------------------------------------------------------------------------------------
   def high_and_low(self, video: Array) -> tuple[Array, Array]:
