@@ -17,15 +17,16 @@ from jaxgen.train import config_lib
 from jaxgen.train import latents as latents_lib
 
 
-def vae_oracle_metrics(config, workdir: str, num_videos: int = 256, batch_size: int = 32) -> dict:
+def vae_oracle_metrics(config, workdir: str, num_videos: int = 256, batch_size: int = 32,
+                       split: str = "test") -> dict:
   """Oracle metrics of the VAE's reconstructions (posterior means, EMA weights) of the first
-  `num_videos` test videos (held-out glyphs), with those of the originals for reference."""
+  `num_videos` videos of `split` (test: held-out glyphs), with those of the originals."""
   from jaxgen.eval import metrics
   from jaxgen.train import fast_conv
   from jaxgen.train.tasks import data, vae
   params = latents_lib.restore_vae_params(workdir)
   model = vae.VAETask(config).model
-  source = data.moving_digits(config.data, "test")
+  source = data.moving_digits(config.data, split)
   examples = [source[i] for i in range(min(num_videos, len(source)))]
 
   @jax.jit
@@ -74,6 +75,7 @@ def main(argv=None) -> int:
     p.add_argument("--config", required=True)
     p.add_argument("--workdir", required=True)
   sub.choices["vae-eval"].add_argument("--num-videos", type=int, default=256)
+  sub.choices["vae-eval"].add_argument("--split", default="test", choices=("train", "test"))
   sub.choices["bundle"].add_argument("--out", required=True)
   sub.choices["bundle"].add_argument("--storage-dtype", default="float16",
                                      choices=("float16", "float32"))
@@ -81,7 +83,8 @@ def main(argv=None) -> int:
   args = parser.parse_args(rest)
   config = config_lib.apply_overrides(config_lib.load(args.config), overrides)
   if args.command == "vae-eval":
-    print(json.dumps(vae_oracle_metrics(config, args.workdir, args.num_videos), indent=1))
+    print(json.dumps(vae_oracle_metrics(config, args.workdir, args.num_videos, split=args.split),
+                     indent=1))
   else:
     print(export_bundle(config, args.workdir, args.out, args.storage_dtype))
   return 0
