@@ -13,6 +13,7 @@ import pytest
 
 from jaxgen.data import moving_digits as md
 from jaxgen.train import config_lib, ema, fast_conv, loop, masks, optim
+from jaxgen.train import checkpoint as ckpt_lib
 from jaxgen.train import latents as latents_lib
 from jaxgen.train.tasks import t2v, vae
 
@@ -213,9 +214,9 @@ def test_resume_continues_the_same_loss_curve(vae_run):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
-def test_restore_vae_params_from_a_run(vae_run):
+def test_restore_params_from_a_run(vae_run):
   _, straight, _, full, _, _ = vae_run
-  params = latents_lib.restore_vae_params(straight)
+  params = ckpt_lib.restore_params(straight)
   for x, y in zip(jax.tree.leaves(params), jax.tree.leaves(full["state"].ema_params)):
     np.testing.assert_array_equal(x, np.asarray(y))
 

@@ -1,6 +1,6 @@
 r"""Temporal super-resolution on Moving Digits (Imagen Video's TSR): 2x the frame rate at 32x32, in
 pixel space. The ground truth is the dataset rendered at twice its frame rate (34 frames, cut to
-12-frame clips for training); the lower frame rate is its every second frame, repeated back. In
+8-frame clips for training); the lower frame rate is its every second frame, repeated back. In
 the cascade it turns the base's 17 frames into 34.
 
   jaxgen train --config experiments/configs/moving_digits_tsr.py --workdir ~/jaxgen/runs/tsr
@@ -21,10 +21,10 @@ def stage_base_config(arg: str, description: str) -> ml_collections.ConfigDict:
   runlocal = arg == "runlocal"
   c = common.base_config("superres", runlocal)
   c.description = description
-  c.num_steps = 20 if runlocal else 4000
-  c.batch_size = 8 if runlocal else 32
+  c.num_steps = 20 if runlocal else 2000
+  c.batch_size = 8
   c.optim.lr = 1e-3
-  c.optim.warmup_steps = 5 if runlocal else 200
+  c.optim.warmup_steps = 5 if runlocal else 100
 
   c.stage = ml_collections.ConfigDict({"temporal_factor": 1, "spatial_factor": 1})
   # The ground truth: Moving Digits at `scale`x the size and `rate`x the frame rate, in clips.
@@ -66,6 +66,5 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c = stage_base_config(arg, "Moving Digits TSR x2 frames (pixel space), trained by jaxgen")
   c.stage.temporal_factor = 2
   c.data.rate = 2
-  c.data.clip_frames = 6 if arg == "runlocal" else 12
-  c.batch_size = 8 if arg == "runlocal" else 16
+  c.data.clip_frames = 6 if arg == "runlocal" else 8
   return c

@@ -170,19 +170,23 @@ def run_stage(stage: StageConfig, guided: bool, params: dict, low: jax.Array, id
 # ---------------------------------------------------------------- stage bundles
 
 
-def save_stage(path: str | os.PathLike, config: StageConfig, params: dict, tokenizer: Any) -> str:
+def save_stage(path: str | os.PathLike, config: StageConfig, params: dict, tokenizer: Any, *,
+               storage_dtype: str = "float32") -> str:
   """Writes a stage bundle atomically. params: {"text_encoder", "transformer"}; tokenizer: a
-  transformers tokenizer or a directory holding one."""
+  transformers tokenizer or a directory holding one; storage_dtype: float32 or float16 (half
+  the size; loading casts back to float32)."""
   from flax import traverse_util  # pylint: disable=g-import-not-at-top
   from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
 
   if set(params) != {"text_encoder", "transformer"}:
     raise ValueError(f"params has keys {sorted(params)}; expected text_encoder, transformer")
+  if storage_dtype not in ("float32", "float16"):
+    raise ValueError(f"storage_dtype={storage_dtype!r}; expected float32 or float16")
   path = os.path.abspath(os.fspath(path))
 
   def fill(tmp):
     flat = traverse_util.flatten_dict(params, sep="/")
-    save_file({k: np.asarray(v, np.float32) for k, v in flat.items()},
+    save_file({k: np.asarray(v, np.float32).astype(storage_dtype) for k, v in flat.items()},
               os.path.join(tmp, "params.safetensors"))
     if isinstance(tokenizer, (str, os.PathLike)):
       shutil.copytree(tokenizer, os.path.join(tmp, "tokenizer"))

@@ -4,6 +4,7 @@ import os
 from typing import Any
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 
@@ -42,3 +43,16 @@ class Checkpointer:
   def close(self) -> None:
     self.manager.wait_until_finished()
     self.manager.close()
+
+
+def restore_params(workdir: str, which: str = "ema_params") -> dict:
+  """Numpy params (EMA by default) of the latest checkpoint of the `jaxgen train` run in workdir."""
+  checkpointer = Checkpointer(workdir, every=1)
+  step = checkpointer.latest_step()
+  if step is None:
+    checkpointer.close()
+    raise ValueError(f"workdir={workdir!r} has no checkpoint; expected the workdir of a "
+                     "`jaxgen train` run")
+  state = checkpointer.manager.restore(step, args=ocp.args.StandardRestore())
+  checkpointer.close()
+  return jax.tree.map(np.asarray, state[which])

@@ -13,24 +13,11 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import orbax.checkpoint as ocp
 
 from jaxgen.models import vae_wan as vw
 from jaxgen.train import checkpoint as ckpt_lib
 
 STATS_FILE = "stats.json"
-
-
-def restore_vae_params(workdir: str, which: str = "ema_params") -> dict:
-  """The VAE params (EMA by default) of the latest checkpoint in a VAE run's workdir."""
-  checkpointer = ckpt_lib.Checkpointer(workdir, every=1)
-  step = checkpointer.latest_step()
-  if step is None:
-    raise ValueError(f"vae.workdir={workdir!r} has no checkpoint; expected a trained VAE run "
-                     "(jaxgen train --config experiments/configs/moving_digits_vae.py)")
-  state = checkpointer.manager.restore(step, args=ocp.args.StandardRestore())
-  checkpointer.close()
-  return jax.tree.map(np.asarray, state[which])
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -72,7 +59,7 @@ def cached(cache_dir: str, split: str, config: vw.AutoencoderKLWanConfig, vae_wo
   path = os.path.join(cache_dir, f"{split}.npz")
   if not os.path.exists(path):
     os.makedirs(cache_dir, exist_ok=True)
-    mean, std = encode_source(config, restore_vae_params(vae_workdir), source)
+    mean, std = encode_source(config, ckpt_lib.restore_params(vae_workdir), source)
     with open(path + ".tmp", "wb") as f:
       np.savez(f, mean=mean, std=std)
     os.replace(path + ".tmp", path)

@@ -153,7 +153,9 @@ class SuperResTask:
     return jnp.stack([to_uint8(x0), to_uint8(self.naive(low)), to_uint8(fake)])
 
 
-def export(config: ml_collections.ConfigDict, params: dict, path: str) -> str:
+def export(config: ml_collections.ConfigDict, params: dict, path: str,
+           storage_dtype: str = "float16") -> str:
   """Writes trained (EMA) params as a stage bundle for jaxgen.pipelines.cascade."""
   task = SuperResTask(config)  # float32 compute: the bundle's default
-  return cascade.save_stage(path, task.stage, params, task.tokenizer)
+  return cascade.save_stage(path, task.stage, params, task.tokenizer,
+                            storage_dtype=storage_dtype)

@@ -24,6 +24,7 @@ from jaxgen.models.clip_text import CLIPTextConfig, CLIPTextModel
 from jaxgen.models.wan import Wan, WanConfig
 from jaxgen.pipelines import conditioning
 from jaxgen.pipelines.bundle import TextToVideoConfig
+from jaxgen.train import checkpoint as ckpt_lib
 from jaxgen.train import latents as latents_lib
 from jaxgen.train import masks
 from jaxgen.train.tasks import data
@@ -161,7 +162,7 @@ class T2VTask:
   def vae_params(self) -> dict:
     """The frozen VAE's EMA params (numpy), read once; concrete even when first used under jit."""
     with jax.ensure_compile_time_eval():
-      return latents_lib.restore_vae_params(os.path.expanduser(self.config.vae.workdir))
+      return ckpt_lib.restore_params(os.path.expanduser(self.config.vae.workdir))
 
   def generate(self, params: dict, ids: Array, mask: Array, key: Array,
                z_cond: Array | None = None, frame_mask: Array | None = None) -> Array:
