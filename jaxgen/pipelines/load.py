@@ -1,7 +1,9 @@
 """Text-to-video models by name or directory: the shipped `moving-digits`, or `random-tiny`."""
 
+import atexit
 import functools
 import os
+import shutil
 import tempfile
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "zoo", "weights")
@@ -58,6 +60,7 @@ def random_tiny(seed: int = 0):
 
   tokenizer = vocab.build_tokenizer()
   tokenizer_dir = tempfile.mkdtemp(prefix="jaxgen-random-tiny-tokenizer-")
+  atexit.register(shutil.rmtree, tokenizer_dir, ignore_errors=True)  # the pipeline reads it once
   tokenizer.save_pretrained(tokenizer_dir)
   z = 4
   config = TextToVideoConfig(
