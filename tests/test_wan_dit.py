@@ -146,6 +146,28 @@ def test_factorized_model_runs():
   assert all(np.isfinite(g).all() for g in jax.tree.leaves(grads))
 
 
+def test_pooled_text_reaches_the_modulation():
+  """The SD3-style extension: a pooled text embedding added to the timestep embedding."""
+  config = wan.WanConfig(in_channels=4, out_channels=4, num_layers=1, num_heads=2, head_dim=32,
+                         ffn_dim=96, text_dim=24, freq_dim=32, pooled_text_dim=24)
+  x, t, context = _inputs()
+  pooled = jax.random.normal(jax.random.key(1), (x.shape[0], 24))
+  model = wan.Wan(config)
+  params = nn.meta.unbox(jax.jit(model.init)(jax.random.key(0), x, t, context, None,
+                                             pooled)["params"])
+  assert set(params["pooled_text_embed"]) == {"linear_1", "linear_2"}
+  # The output layer starts at zero (DiT practice); give it weights so the output shows the change.
+  kernel = params["proj_out"]["kernel"]
+  params["proj_out"]["kernel"] = jax.random.normal(jax.random.key(2), kernel.shape)
+  apply = jax.jit(lambda p: model.apply({"params": params}, x, t, context, None, p))
+  a, b = apply(pooled), apply(2.0 * pooled)
+  assert rel_err(a, b) > 1e-3
+  with pytest.raises(ValueError, match="pooled is None but the config has pooled_text_dim=24"):
+    model.apply({"params": params}, x, t, context)
+  with pytest.raises(ValueError, match="pooled has shape"):
+    model.apply({"params": params}, x, t, context, None, pooled[:, :8])
+
+
 def test_bad_inputs_raise(tiny):
   _, config, params = tiny
   x, t, context = _inputs()

@@ -22,7 +22,7 @@ from jaxgen.models.dit_common import check_divisible, check_shape, finish_config
 from jaxgen.models.dit_common import TensorReader
 from jaxgen.nn.attention import QK_NORMS
 from jaxgen.nn.axes import CONTEXT, TOKENS, constrain
-from jaxgen.nn.embeddings import CaptionProjection, TimestepEmbedder
+from jaxgen.nn.embeddings import CaptionProjection, PooledTextEmbed, TimestepEmbedder
 from jaxgen.nn.linear import Linear
 from jaxgen.nn.modulation import AdaLNSingle, chunks, modulate, ScaleShiftTable
 from jaxgen.nn.norms import layer_norm
@@ -53,6 +53,10 @@ class WanConfig:
   dtype: Any = jnp.float32  # Compute dtype; params are float32.
   remat_policy: str = "none"  # One of jaxgen.nn.scan.REMAT_POLICIES.
   attention_impl: str | None = None  # One of jaxgen.nn.attention.IMPLEMENTATIONS.
+  # An extension, not in Wan 2.1: a pooled text embedding of this width (e.g. CLIP's EOS state)
+  # projected and added to the timestep embedding, as SD3 does, so the caption reaches every
+  # block's adaLN modulation and not only cross-attention. None: Wan 2.1's model.
+  pooled_text_dim: int | None = None
 
   def __post_init__(self):
     finish_config(self)
@@ -96,8 +100,8 @@ PRESETS: dict[str, WanConfig] = {
 
 
 class Wan(nn.Module):
-  """(x: [B, T, H, W, C], t: [B], context: [B, S, text_dim], context_mask: [B, S] bool | None)
-  -> [B, T, H, W, out_channels].
+  """(x: [B, T, H, W, C], t: [B], context: [B, S, text_dim], context_mask: [B, S] bool | None,
+  pooled: [B, pooled_text_dim] | None) -> [B, T, H, W, out_channels].
 
   Wan 2.1 pads its umT5 context with zeros and uses no mask; context_mask is an extension for models
   trained with one.
@@ -107,7 +111,8 @@ class Wan(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, t: jax.Array, context: jax.Array,
-               context_mask: jax.Array | None = None) -> jax.Array:
+               context_mask: jax.Array | None = None,
+               pooled: jax.Array | None = None) -> jax.Array:
     cfg = self.config
     check_shape("x", x, (None, None, None, None, cfg.in_channels), "[B, T, H, W, in_channels]")
     b = x.shape[0]
@@ -116,6 +121,12 @@ class Wan(nn.Module):
     check_shape("context", context, (b, None, cfg.text_dim), "[B, S, text_dim]")
     if context_mask is not None:
       check_shape("context_mask", context_mask, context.shape[:2], "[B, S] bool, True = keep")
+    if (pooled is None) != (cfg.pooled_text_dim is None):
+      raise ValueError(f"pooled is {'None' if pooled is None else 'given'} but the config has "
+                       f"pooled_text_dim={cfg.pooled_text_dim}; pass pooled [B, pooled_text_dim] "
+                       "exactly when pooled_text_dim is set")
+    if pooled is not None:
+      check_shape("pooled", pooled, (b, cfg.pooled_text_dim), "[B, pooled_text_dim]")
     grid = tuple(s // p for s, p in zip(x.shape[1:4], cfg.patch_size))
     if max(grid) > cfg.rope_max_seq_len:
       raise ValueError(f"x has a token grid {list(grid)} (frames, height, width after patching); "
@@ -125,6 +136,8 @@ class Wan(nn.Module):
 
     x = constrain(PatchEmbed(cfg.patch_size, d, cfg.dtype, name="patch_embed")(x), TOKENS)
     temb = TimestepEmbedder(d, cfg.freq_dim, True, 0.0, name="time_embed")(t)
+    if pooled is not None:
+      temb = temb + PooledTextEmbed(d, name="pooled_text_embed")(pooled)
     mod = AdaLNSingle(6, d, name="time_proj")(temb)
     context = CaptionProjection(d, cfg.dtype, name="text_embed")(context.astype(cfg.dtype))
     context = constrain(context, CONTEXT)

@@ -45,6 +45,20 @@ class TimestepEmbedder(nn.Module):
     return Linear(self.features, ("mlp", "embed"), kernel_init=init, name="linear_2")(nn.silu(h))
 
 
+class PooledTextEmbed(nn.Module):
+  """Linear-SiLU-Linear of a pooled text embedding, in f32 (SD3's pooled-CLIP conditioning, added
+  to the timestep embedding): [N, D_text] -> [N, features]."""
+
+  features: int
+
+  @nn.compact
+  def __call__(self, pooled: jax.Array) -> jax.Array:
+    init = nn.initializers.normal(0.02)
+    h = Linear(self.features, (None, "embed"), kernel_init=init, name="linear_1")(
+        pooled.astype(jnp.float32))
+    return Linear(self.features, ("mlp", "embed"), kernel_init=init, name="linear_2")(nn.silu(h))
+
+
 class LabelEmbedder(nn.Module):
   """Class-label table with one extra row, the null class used for classifier-free guidance.
 

@@ -104,15 +104,20 @@ def _generate(static: _Static, params, ids, mask, neg_ids, neg_mask, noise, key,
               guidance_scale):
   cfg = static.model
   text = CLIPTextModel(cfg.text_encoder)
-  encode = lambda i, m: text.apply({"params": params["text_encoder"]}, i, m)[0]
   channels = conditioning.condition_channels(z_cond, frame_mask)
-  cond = {"context": encode(ids, mask), "mask": mask, "frames": channels}
-  negative = {"context": encode(neg_ids, neg_mask), "mask": neg_mask, "frames": channels}
+
+  def condition(i, m):
+    context, pooled = text.apply({"params": params["text_encoder"]}, i, m)
+    return {"context": context, "pooled": pooled, "mask": m, "frames": channels}
+
+  cond, negative = condition(ids, mask), condition(neg_ids, neg_mask)
   transformer = Wan(cfg.transformer)
+  pooled = cfg.transformer.pooled_text_dim is not None
 
   def denoiser(x, t, c):
     x = conditioning.with_conditions(x, c["frames"]) if cfg.frame_conditioning else x
-    return transformer.apply({"params": params["transformer"]}, x, t, c["context"], c["mask"])
+    return transformer.apply({"params": params["transformer"]}, x, t, c["context"], c["mask"],
+                             c["pooled"] if pooled else None)
 
   z = sample(denoiser, noise, cond, config=static.sampler, schedule=cfg.schedule,
              prediction_type=cfg.prediction_type, key=key, guidance_scale=guidance_scale,

@@ -55,7 +55,8 @@ def model_config(config: ml_collections.ConfigDict, tokenizer: Any, dtype: Any =
       patch_size=tuple(d.patch_size), in_channels=2 * z + 1, out_channels=z,
       num_layers=d.num_layers, num_heads=d.num_heads, head_dim=d.head_dim, ffn_dim=d.ffn_dim,
       text_dim=t.width, freq_dim=d.freq_dim, rope_max_seq_len=d.rope_max_seq_len,
-      attention=d.attention, dtype=dtype, remat_policy=d.remat_policy)
+      attention=d.attention, dtype=dtype, remat_policy=d.remat_policy,
+      pooled_text_dim=t.width if d.get("pooled_text", False) else None)
   return TextToVideoConfig(
       text_encoder=text, transformer=transformer, vae=vae_config(config, stats),
       schedule=schedules.FlowSchedule(shift=config.flow_shift), prediction_type="flow",
@@ -109,23 +110,26 @@ class T2VTask:
     z = batch["latents"][:1]
     x = jnp.zeros(z.shape[:-1] + (cfg.transformer.in_channels,))
     context = jnp.zeros((1, ids.shape[1], cfg.text_encoder.hidden_size))
-    dit = Wan(cfg.transformer).init(k_dit, x, jnp.zeros((1,)), context)["params"]
+    pooled = (None if cfg.transformer.pooled_text_dim is None
+              else jnp.zeros((1, cfg.transformer.pooled_text_dim)))
+    dit = Wan(cfg.transformer).init(k_dit, x, jnp.zeros((1,)), context, None, pooled)["params"]
     return {"text_encoder": text, "transformer": dit}
 
   def denoiser(self, params: dict):
-    """(x [B, t, h, w, z], t [B], cond) -> velocity, cond = {context, mask, frames}."""
+    """(x [B, t, h, w, z], t [B], cond) -> velocity, cond = {context, pooled, mask, frames}."""
     transformer = Wan(self.model.transformer)
+    pooled = self.model.transformer.pooled_text_dim is not None
 
     def apply(x, t, cond):
       x = conditioning.with_conditions(x, cond["frames"])
       return transformer.apply({"params": params["transformer"]}, x, t, cond["context"],
-                               cond["mask"])
+                               cond["mask"], cond["pooled"] if pooled else None)
     return apply
 
-  def encode_text(self, params: dict, ids: Array, mask: Array) -> Array:
-    """ids, mask: [B, L] -> context [B, L, D]."""
+  def encode_text(self, params: dict, ids: Array, mask: Array) -> tuple[Array, Array]:
+    """ids, mask: [B, L] -> (context [B, L, D], pooled [B, D])."""
     return CLIPTextModel(self.model.text_encoder).apply(
-        {"params": params["text_encoder"]}, ids, mask)[0]
+        {"params": params["text_encoder"]}, ids, mask)
 
   def normalized_latents(self, batch: dict[str, Array], key: Array | None) -> Array:
     """A posterior sample (the mean when key is None), standardised: [B, t, h, w, z]."""
@@ -143,14 +147,14 @@ class T2VTask:
     drop = jax.random.bernoulli(k_drop, cfg.caption_dropout, (b, 1))
     ids = jnp.where(drop, self.empty_ids, batch["input_ids"])
     mask = jnp.where(drop, self.empty_mask, batch["attention_mask"])
-    context = self.encode_text(params, ids, mask)
+    context, pooled = self.encode_text(params, ids, mask)
     timestep, alpha, sigma = losses.sample_noise_level(
         self.model.schedule, k_level, b,
         logit_normal=tuple(cfg.logit_normal) if cfg.logit_normal else None)
     eps = jax.random.normal(k_noise, x0.shape)
     x_t = param.q_sample(x0, eps, alpha, sigma)
     frame_mask = masks.frame_masks(k_mask, b, t, cfg.masks)
-    cond = {"context": context, "mask": mask.astype(bool),
+    cond = {"context": context, "pooled": pooled, "mask": mask.astype(bool),
             "frames": conditioning.condition_channels(x0, frame_mask)}
     prediction = self.denoiser(params)(x_t, timestep, cond)
     generated = (1.0 - frame_mask)[:, :, None, None, None]
@@ -176,10 +180,11 @@ class T2VTask:
     frames = conditioning.condition_channels(z_cond, frame_mask)
     empty_ids = jnp.broadcast_to(self.empty_ids, ids.shape)
     empty_mask = jnp.broadcast_to(self.empty_mask, mask.shape)
-    cond = {"context": self.encode_text(params, ids, mask), "mask": mask.astype(bool),
-            "frames": frames}
-    negative = {"context": self.encode_text(params, empty_ids, empty_mask),
-                "mask": empty_mask.astype(bool), "frames": frames}
+    context, pooled = self.encode_text(params, ids, mask)
+    cond = {"context": context, "pooled": pooled, "mask": mask.astype(bool), "frames": frames}
+    context, pooled = self.encode_text(params, empty_ids, empty_mask)
+    negative = {"context": context, "pooled": pooled, "mask": empty_mask.astype(bool),
+                "frames": frames}
     z = sample(self.denoiser(params), jax.random.normal(key, shape), cond,
                config=SamplerConfig(s.sampler, s.num_steps), schedule=cfg.schedule,
                prediction_type="flow", guidance_scale=s.guidance_scale, negative_cond=negative)
