@@ -168,6 +168,26 @@ def test_pooled_text_reaches_the_modulation():
     model.apply({"params": params}, x, t, context, None, pooled[:, :8])
 
 
+def test_sincos_positions_break_token_permutation_symmetry():
+  """With fixed sin-cos positions added, shuffling the frames no longer just shuffles the output
+  (RoPE alone at θ = 10⁴ hardly separates the few positions of a tiny grid)."""
+  kwargs = dict(in_channels=4, out_channels=4, num_layers=1, num_heads=2, head_dim=32, ffn_dim=96,
+                text_dim=24, freq_dim=32)
+  x, t, context = _inputs()
+  perm = np.array([2, 0, 1])  # of the 3 frames
+  errors = {}
+  for pos_embed in (None, "sincos"):
+    model = wan.Wan(wan.WanConfig(pos_embed=pos_embed, **kwargs))
+    params = nn.meta.unbox(jax.jit(model.init)(jax.random.key(0), x, t, context)["params"])
+    params["proj_out"]["kernel"] = jax.random.normal(jax.random.key(2),
+                                                     params["proj_out"]["kernel"].shape)
+    apply = jax.jit(lambda v, m=model, p=params: m.apply({"params": p}, v, t, context))
+    errors[pos_embed] = rel_err(apply(x[:, perm])[:, np.argsort(perm)], apply(x))
+  assert errors["sincos"] > 3 * errors[None], errors
+  with pytest.raises(ValueError, match="pos_embed='learned'"):
+    wan.WanConfig(pos_embed="learned")
+
+
 def test_bad_inputs_raise(tiny):
   _, config, params = tiny
   x, t, context = _inputs()

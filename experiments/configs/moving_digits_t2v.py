@@ -53,6 +53,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # alone, a model trained 2,600 steps used the colour words only; its loss did not change when
   # a caption's digit or direction was swapped.
   c.dit.pooled_text = True
+  # Absolute sin-cos positions besides RoPE: at θ = 10⁴ most rotary pairs hardly turn across a
+  # 9x4x4 token grid, and that model was 70-88% invariant to shuffling its tokens: it drew each
+  # frame's digit wherever the noise put it.
+  c.dit.pos_embed = "sincos"
   c.dit.remat_policy = "none"
 
   c.flow_shift = 1.0

@@ -27,8 +27,11 @@ from jaxgen.nn.linear import Linear
 from jaxgen.nn.modulation import AdaLNSingle, chunks, modulate, ScaleShiftTable
 from jaxgen.nn.norms import layer_norm
 from jaxgen.nn.patch import PatchEmbed, unpatchify
+from jaxgen.nn.positions import sincos_3d
 from jaxgen.nn.rope import rope_3d
 from jaxgen.nn.scan import scan_layers
+
+POS_EMBEDS = (None, "sincos")  # absolute position embeddings besides RoPE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,9 +60,15 @@ class WanConfig:
   # projected and added to the timestep embedding, as SD3 does, so the caption reaches every
   # block's adaLN modulation and not only cross-attention. None: Wan 2.1's model.
   pooled_text_dim: int | None = None
+  # Another extension: "sincos" adds fixed 3D sin-cos position embeddings to the patch tokens
+  # (Latte, Open-Sora). Wan 2.1 has RoPE only, whose θ = 10⁴ frequencies barely turn across the
+  # few tokens of a tiny latent grid (4×4 per frame: most rotary pairs are nearly constant).
+  pos_embed: str | None = None
 
   def __post_init__(self):
     finish_config(self)
+    if self.pos_embed not in POS_EMBEDS:
+      raise ValueError(f"pos_embed={self.pos_embed!r}; expected one of {POS_EMBEDS}")
     if self.attention not in ATTENTIONS:
       raise ValueError(f"attention={self.attention!r}; expected one of {ATTENTIONS}")
     if self.qk_norm not in QK_NORMS:
@@ -134,7 +143,10 @@ class Wan(nn.Module):
     d = cfg.hidden_size
     rope = tuple(jnp.asarray(r) for r in rope_3d(grid, cfg.head_dim, cfg.rope_theta))
 
-    x = constrain(PatchEmbed(cfg.patch_size, d, cfg.dtype, name="patch_embed")(x), TOKENS)
+    x = PatchEmbed(cfg.patch_size, d, cfg.dtype, name="patch_embed")(x)
+    if cfg.pos_embed == "sincos":
+      x = x + jnp.asarray(sincos_3d(d, *grid).reshape(1, -1, d), x.dtype)
+    x = constrain(x, TOKENS)
     temb = TimestepEmbedder(d, cfg.freq_dim, True, 0.0, name="time_embed")(t)
     if pooled is not None:
       temb = temb + PooledTextEmbed(d, name="pooled_text_embed")(pooled)

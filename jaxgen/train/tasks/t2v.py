@@ -56,7 +56,8 @@ def model_config(config: ml_collections.ConfigDict, tokenizer: Any, dtype: Any =
       num_layers=d.num_layers, num_heads=d.num_heads, head_dim=d.head_dim, ffn_dim=d.ffn_dim,
       text_dim=t.width, freq_dim=d.freq_dim, rope_max_seq_len=d.rope_max_seq_len,
       attention=d.attention, dtype=dtype, remat_policy=d.remat_policy,
-      pooled_text_dim=t.width if d.get("pooled_text", False) else None)
+      pooled_text_dim=t.width if d.get("pooled_text", False) else None,
+      pos_embed=d.get("pos_embed", None))
   return TextToVideoConfig(
       text_encoder=text, transformer=transformer, vae=vae_config(config, stats),
       schedule=schedules.FlowSchedule(shift=config.flow_shift), prediction_type="flow",
