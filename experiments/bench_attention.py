@@ -18,12 +18,12 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgen import files
 from jaxgen.bench import measure
 from jaxgen.nn import einsum_attention as ea
 
@@ -105,10 +105,7 @@ def main(argv=None) -> int:
   text = json.dumps(result, indent=1)
   print(text)
   if args.out:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(args.out)), suffix=".json")
-    with os.fdopen(fd, "w") as f:
-      f.write(text + "\n")
-    os.replace(tmp, args.out)
+    files.write_text(args.out, text + "\n")
   return 0
 
 

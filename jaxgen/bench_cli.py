@@ -90,6 +90,7 @@ def run(args) -> int:
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
   import torch
 
+  from jaxgen import files
   from jaxgen.bench import plan, report, runner
 
   torch.set_num_threads(args.torch_threads or os.cpu_count())
@@ -104,9 +105,7 @@ def run(args) -> int:
   text = report.table(result)
   print(text)
   if args.out:
-    with open(args.out, "w") as f:
-      json.dump(result, f, indent=1)
+    files.write_text(args.out, json.dumps(result, indent=1) + "\n")
   if args.table:
-    with open(args.table, "w") as f:
-      f.write(text)
+    files.write_text(args.table, text)
   return 0

@@ -8,8 +8,6 @@ on held-out ground truth, PSNR and oracle).
 
 import argparse
 import json
-import os
-import tempfile
 import time
 
 
@@ -80,12 +78,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _report(result: dict, output: str | None) -> int:
   """Prints the JSON, and writes it atomically to `output` when given."""
+  from jaxgen import files  # pylint: disable=g-import-not-at-top
+
   text = json.dumps(result, indent=2)
   print(text)
   if output:
-    directory = os.path.dirname(os.path.abspath(output))
-    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".json")
-    with os.fdopen(fd, "w") as f:
-      f.write(text + "\n")
-    os.replace(tmp, output)
+    files.write_text(output, text + "\n")
   return 0

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from jaxgen import files
 from jaxgen.data import loader as loader_lib
 from jaxgen.train import checkpoint as ckpt_lib
 from jaxgen.train import ema as ema_lib
@@ -63,10 +64,7 @@ def read_metrics(workdir: str) -> list[dict]:
 def _truncate_metrics(workdir: str, step: int) -> None:
   """Drops metrics rows past `step`: they belong to steps a resumed run will redo."""
   rows = [r for r in read_metrics(workdir) if r["step"] <= step]
-  path = os.path.join(workdir, METRICS_FILE)
-  with open(path + ".tmp", "w") as f:
-    f.writelines(json.dumps(r) + "\n" for r in rows)
-  os.replace(path + ".tmp", path)
+  files.write_text(os.path.join(workdir, METRICS_FILE), "".join(json.dumps(r) + "\n" for r in rows))
 
 
 class _StopFlag:
