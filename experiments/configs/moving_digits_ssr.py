@@ -24,5 +24,5 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.data.scale = 2
   c.data.clip_frames = 2 if arg == "runlocal" else 4
   c.batch_size = 4 if arg == "runlocal" else 8
-  c.num_steps = 20 if arg == "runlocal" else 1000  # 2x the tokens of a TSR step
+  c.num_steps = 20 if arg == "runlocal" else 500  # 2x the tokens of a TSR step
   return c

@@ -21,10 +21,10 @@ def stage_base_config(arg: str, description: str) -> ml_collections.ConfigDict:
   runlocal = arg == "runlocal"
   c = common.base_config("superres", runlocal)
   c.description = description
-  c.num_steps = 20 if runlocal else 2000
+  c.num_steps = 20 if runlocal else 1000
   c.batch_size = 8
   c.optim.lr = 1e-3
-  c.optim.warmup_steps = 5 if runlocal else 100
+  c.optim.warmup_steps = 5 if runlocal else 50
 
   c.stage = ml_collections.ConfigDict({"temporal_factor": 1, "spatial_factor": 1})
   # The ground truth: Moving Digits at `scale`x the size and `rate`x the frame rate, in clips.

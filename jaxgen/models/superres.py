@@ -8,6 +8,11 @@ The augmentation level a enters as a second sinusoidal embedding added to the ti
 so it reaches every block's adaLN modulation. Wan's module has no input for that extra
 embedding, so `SuperResDiT` composes Wan's layers itself; its params are Wan's plus `aug_embed`.
 
+The diffusion runs over the residual of the high-resolution video over that naive upsampling
+(as SRDiff, Li et al. 2022, does for images): an untrained stage (zero output layer, DiT practice)
+then samples the naive baseline itself, and training only has to add what upsampling misses. The
+lower stage's frames that TSR repeats are exact already, so their residual is zero.
+
 Pixel space, not latent space: Moving Digits is 32×32, so a pixel-space SSR/TSR stage is cheap
 (2×2 or 4×4 patches give the same token counts a latent model has) and needs no second VAE at the
 higher resolution or frame rate; it also sidesteps the causal VAE's 4n+1 frame constraint, so

@@ -31,7 +31,7 @@ from jaxgen.models.superres import SuperResConfig, SuperResDiT
 from jaxgen.pipelines import upsample as upsample_lib
 from jaxgen.zoo import native
 
-FORMAT, VERSION = "jaxgen-stage", 1
+FORMAT, VERSION = "jaxgen-stage", 2  # 2: stages sample the residual over naive upsampling
 CASCADES = {  # name -> (base model, stage bundles), all shipped under jaxgen/zoo/weights/
     "moving-digits-cascade": ("moving-digits", ("moving-digits-tsr", "moving-digits-ssr")),
 }
@@ -161,10 +161,11 @@ def run_stage(stage: StageConfig, guided: bool, params: dict, low: jax.Array, id
     return net.apply({"params": params["transformer"]}, x, t, c["low"], c["aug"], c["context"],
                      c["mask"])
 
-  x = sample(denoiser, jax.random.normal(k_noise, up.shape), cond, config=stage.sampler,
-             schedule=stage.schedule, prediction_type=stage.prediction_type, key=k_sample,
-             guidance_scale=stage.guidance_scale, negative_cond=negative if guided else None)
-  return jnp.clip(x, -1.0, 1.0)
+  residual = sample(denoiser, jax.random.normal(k_noise, up.shape), cond, config=stage.sampler,
+                    schedule=stage.schedule, prediction_type=stage.prediction_type, key=k_sample,
+                    guidance_scale=stage.guidance_scale,
+                    negative_cond=negative if guided else None)
+  return jnp.clip(up + residual, -1.0, 1.0)
 
 
 # ---------------------------------------------------------------- stage bundles
@@ -212,9 +213,9 @@ def load_stage(path: str | os.PathLike) -> tuple[StageConfig, dict]:
                      f"{params_file}")
   with open(meta_file) as f:
     meta = json.load(f)
-  if meta.get("format") != FORMAT or meta.get("version", 0) > VERSION:
+  if meta.get("format") != FORMAT or meta.get("version") != VERSION:
     raise ValueError(f"{meta_file!r} has format {meta.get('format')!r} version "
-                     f"{meta.get('version')}; expected {FORMAT!r} <= {VERSION}")
+                     f"{meta.get('version')}; expected {FORMAT!r} version {VERSION}")
   flat = {k: v.astype(np.float32) for k, v in load_file(params_file).items()}
   return native.config_from_json(meta["config"]), traverse_util.unflatten_dict(flat, sep="/")
 

@@ -118,10 +118,13 @@ class SuperResTask:
     return {"text_encoder": text, "transformer": dit}
 
   def loss(self, params: dict, batch: dict[str, Array], key: Array) -> tuple[Array, dict]:
-    """v-prediction loss of the high-resolution video given its augmented lower stage."""
+    """v-prediction loss of the high-resolution video's residual over naive upsampling, given
+    the augmented lower stage (cascade.run_stage adds the residual back)."""
     cfg, stage = self.config, self.stage
     k_drop, k_level, k_aug, k_t, k_noise = jax.random.split(key, 5)
-    x0, low = self.high_and_low(batch["video"])
+    high, low = self.high_and_low(batch["video"])
+    up = self.naive(low)
+    x0 = high - up
     b = x0.shape[0]
     drop = jax.random.bernoulli(k_drop, cfg.caption_dropout, (b, 1))
     ids = jnp.where(drop, self.empty_ids, batch["input_ids"])
@@ -129,7 +132,7 @@ class SuperResTask:
     context = CLIPTextModel(stage.text_encoder).apply(
         {"params": params["text_encoder"]}, ids, mask)[0]
     levels = augment_lib.sample_levels(k_level, b, cfg.max_aug_level)
-    low_aug = augment_lib.augment(k_aug, self.naive(low), levels, stage.schedule)
+    low_aug = augment_lib.augment(k_aug, up, levels, stage.schedule)
     timestep, alpha, sigma = losses.sample_noise_level(stage.schedule, k_t, b)
     eps = jax.random.normal(k_noise, x0.shape)
     x_t = param.q_sample(x0, eps, alpha, sigma)
