@@ -37,13 +37,7 @@ def forms(tokens: int, blocks: tuple[int, ...]) -> dict:
   if tokens <= XLA_MAX_TOKENS:
     out["xla"] = jax.jit(lambda q, k, v: jax.nn.dot_product_attention(q, k, v))
 
-  def fused(q, k, v):  # the one-kernel form, whatever the length (einsum_attention below LONG_KV)
-    h = q.shape[-1]
-    q, k, v = (x.transpose(0, 2, 1, 3) for x in (q * h**-0.5, k, v))
-    p = jax.nn.softmax(jnp.einsum("bnth,bnsh->bnts", q, k), axis=-1)
-    return jnp.einsum("bnts,bnsh->bnth", p, v).transpose(0, 2, 1, 3)
-
-  out["fused"] = jax.jit(fused)
+  out["fused"] = jax.jit(ea.fused_attention)
   for block in blocks:
     if block < tokens:
       out[f"blocked {block}"] = jax.jit(

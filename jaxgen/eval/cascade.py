@@ -18,6 +18,7 @@ from jaxgen.data import moving_digits as md
 from jaxgen.eval import metrics
 from jaxgen.pipelines import cascade as cascade_lib
 from jaxgen.pipelines import upsample
+from jaxgen.train.tasks.superres import to_uint8
 
 ATTRIBUTE_KEYS = ("num_objects", "digit", "color", "direction")
 
@@ -27,10 +28,6 @@ def psnr(videos: np.ndarray, truth: np.ndarray) -> np.ndarray:
   err = (videos.astype(np.float64) - truth.astype(np.float64)) ** 2
   mse = np.maximum(err.reshape(len(videos), -1).mean(-1), 1e-10)
   return 10.0 * np.log10(255.0 ** 2 / mse)
-
-
-def _to_uint8(x: jax.Array) -> np.ndarray:
-  return np.asarray(jnp.round((jnp.clip(x, -1, 1) + 1) * 127.5)).astype(np.uint8)
 
 
 def _examples(num_videos: int, data_seed: int, scale: int = 1, rate: int = 1):
@@ -64,9 +61,9 @@ def evaluate_stage(path: str, *, num_videos: int = 64, batch_size: int = 16, see
     start = time.perf_counter()
     out = cascade_lib.run_stage(config, guided, params, low, ids, mask, neg_ids, neg_mask,
                                 jax.random.fold_in(jax.random.key(seed), i))
-    outputs.append(_to_uint8(out))
+    outputs.append(np.asarray(to_uint8(out)))
     seconds.append(time.perf_counter() - start)
-    naive.append(_to_uint8(upsample.upsample(low, tf, sf)))
+    naive.append(np.asarray(to_uint8(upsample.upsample(low, tf, sf))))
   outputs, naive = np.concatenate(outputs), np.concatenate(naive)
   judge = lambda v: metrics.evaluate(v, attributes, real_videos=truth, rate=tf)
   return {

@@ -29,6 +29,12 @@ def einsum_attention(q: jax.Array, k: jax.Array, v: jax.Array,
   """
   if k.shape[1] >= LONG_KV:
     return blocked_attention(q, k, v, mask)
+  return fused_attention(q, k, v, mask)
+
+
+def fused_attention(q: jax.Array, k: jax.Array, v: jax.Array,
+                    mask: jax.Array | None = None) -> jax.Array:
+  """The one-kernel form, whatever the length: shapes and mask as einsum_attention."""
   h = q.shape[-1]
   q, k, v = (x.transpose(0, 2, 1, 3) for x in (q * np.asarray(h**-0.5, q.dtype), k, v))
   logits = jnp.einsum("bnth,bnsh->bnts", q, k, preferred_element_type=jnp.float32)

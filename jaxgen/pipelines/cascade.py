@@ -125,8 +125,8 @@ class Cascade:
                       num_steps=cfg.base_num_steps, sampler=cfg.base_sampler,
                       guidance_scale=cfg.base_guidance_scale, seed=seed, num_videos=num_videos)
     self.times = {"base": time.perf_counter() - start}
-    outputs = [video]
     x = jnp.asarray(video, jnp.float32) / 127.5 - 1.0
+    outputs = [x]
     prompts = [p for p in prompts for _ in range(num_videos)]
     ids, mask = self.tokenizer(prompts)
     neg_ids, neg_mask = self.tokenizer([negative_prompt] * len(prompts))
@@ -135,9 +135,11 @@ class Cascade:
       start = time.perf_counter()
       x = run_stage(stage, stage.guidance_scale != 1.0, params, x, ids, mask, neg_ids, neg_mask,
                     jax.random.fold_in(key, i))
-      outputs.append(np.asarray(jnp.round((x + 1) * 127.5)).astype(np.uint8))
+      x.block_until_ready()
       self.times[f"stage {i} ({stage.model.kind})"] = time.perf_counter() - start
-    return outputs if return_stages else outputs[-1]
+      outputs.append(x)
+    to_uint8 = lambda y: np.asarray(jnp.round((y + 1) * 127.5)).astype(np.uint8)  # y in [-1, 1]
+    return [to_uint8(y) for y in outputs] if return_stages else to_uint8(x)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))
