@@ -128,6 +128,21 @@ def test_stage_output_shapes_and_aug_level_changes_samples(tsr, ssr):
   assert float(jnp.abs(a - b).max()) > 1e-3
 
 
+def test_residual_scale_divides_the_sampled_residual(ssr):
+  """Stages diffuse the residual over naive upsampling times residual_scale; sampling undoes it."""
+  ids, mask = _stage_inputs(1)
+  low = jnp.zeros((1, 2, 8, 8, 3))  # naive upsampling is zero: the output is the residual
+  config, params = ssr
+  run = lambda c: np.asarray(cascade_lib.run_stage(c, False, params, low, ids, mask, ids, mask,
+                                                   jax.random.key(0)))
+  a, b = run(config), run(dataclasses.replace(config, residual_scale=4.0))
+  inside = np.abs(a) < 0.99  # away from the [-1, 1] clip
+  assert inside.mean() > 0.5
+  np.testing.assert_allclose(b[inside], a[inside] / 4.0, atol=1e-5)
+  with pytest.raises(ValueError, match="residual_scale=0"):
+    dataclasses.replace(config, residual_scale=0)
+
+
 def test_cascade_shapes(tsr, ssr):
   from jaxgen.pipelines.load import random_tiny
   from jaxgen.pipelines.text_to_video import TextToVideo

@@ -48,6 +48,10 @@ class StageConfig:
   sampler: SamplerConfig = SamplerConfig("dpmpp_2m", 20)
   guidance_scale: float = 1.0  # 1 samples without classifier-free guidance
   aug_level: float = 0.1  # fixed noise-augmentation level of the input at sampling, in [0, 1]
+  # The residual is diffused times this, to about unit variance (as latent diffusion scales its
+  # latents): a residual of std 0.05 would sit ~6 nats of log-SNR below the schedule's design,
+  # so most noise levels would hide it entirely.
+  residual_scale: float = 1.0
   input_shape: tuple[int, int, int] | None = None  # (T, H, W) it was trained for; None: any
   description: str = ""
 
@@ -55,6 +59,8 @@ class StageConfig:
     parameterization.check_prediction_type(self.prediction_type)
     if not 0.0 <= self.aug_level <= 1.0:
       raise ValueError(f"aug_level={self.aug_level!r}; expected a number in [0, 1]")
+    if not self.residual_scale > 0:
+      raise ValueError(f"residual_scale={self.residual_scale!r}; expected a positive number")
     if self.model.dit.text_dim != self.text_encoder.hidden_size:
       raise ValueError(f"model.dit.text_dim={self.model.dit.text_dim}; expected the text "
                        f"encoder's hidden_size={self.text_encoder.hidden_size}")
@@ -167,7 +173,7 @@ def run_stage(stage: StageConfig, guided: bool, params: dict, low: jax.Array, id
                     schedule=stage.schedule, prediction_type=stage.prediction_type, key=k_sample,
                     guidance_scale=stage.guidance_scale,
                     negative_cond=negative if guided else None)
-  return jnp.clip(up + residual, -1.0, 1.0)
+  return jnp.clip(up + residual / stage.residual_scale, -1.0, 1.0)
 
 
 # ---------------------------------------------------------------- stage bundles

@@ -52,7 +52,8 @@ def stage_config(config: ml_collections.ConfigDict, tokenizer: Any,
   return cascade.StageConfig(
       model, text, schedule=schedules.LogSNRSchedule(kind=config.schedule),
       prediction_type=config.prediction_type, sampler=SamplerConfig(s.sampler, s.num_steps),
-      guidance_scale=s.guidance_scale, aug_level=s.aug_level, description=config.description)
+      guidance_scale=s.guidance_scale, aug_level=s.aug_level,
+      residual_scale=config.residual_scale, description=config.description)
 
 
 def to_unit_range(video: Array) -> Array:
@@ -118,13 +119,13 @@ class SuperResTask:
     return {"text_encoder": text, "transformer": dit}
 
   def loss(self, params: dict, batch: dict[str, Array], key: Array) -> tuple[Array, dict]:
-    """v-prediction loss of the high-resolution video's residual over naive upsampling, given
-    the augmented lower stage (cascade.run_stage adds the residual back)."""
+    """v-prediction loss of the high-resolution video's residual over naive upsampling (times
+    residual_scale), given the augmented lower stage (cascade.run_stage adds it back)."""
     cfg, stage = self.config, self.stage
     k_drop, k_level, k_aug, k_t, k_noise = jax.random.split(key, 5)
     high, low = self.high_and_low(batch["video"])
     up = self.naive(low)
-    x0 = high - up
+    x0 = (high - up) * stage.residual_scale
     b = x0.shape[0]
     drop = jax.random.bernoulli(k_drop, cfg.caption_dropout, (b, 1))
     ids = jnp.where(drop, self.empty_ids, batch["input_ids"])
