@@ -2,6 +2,7 @@
 
 import collections
 import itertools
+import re
 import sys
 
 import jax
@@ -173,6 +174,21 @@ def test_captions_describe_the_attributes():
         assert (article == "an") == (following in ("orange", "eight", "8")), text
 
 
+def test_captions_name_where_digits_start():
+  assert [md.location(s) for s in ((0, 0), (6, 20), (7, 7), (13, 0), (14, 10), (20, 20))] == [
+      "top left", "top right", "centre", "left", "bottom", "bottom right"]
+  rng = np.random.default_rng(0)
+  named = 0
+  for _ in range(300):
+    objects = md.sample_objects(rng, "train")[:1]
+    text = captions.normalize(md.describe(objects, rng))
+    said = re.search(r"(?:from|starting at) the ([a-z ]+?)(?: in \w+)?$", text)
+    if said:
+      named += 1
+      assert said.group(1) == md.location(objects[0].start), text
+  assert 0.4 < named / 300 < 0.6  # LOCATION_PROBABILITY
+
+
 def _all_object_phrases():
   """Every object phrase of the grammar, over all template/verb/phrase/numeral choices."""
   for finite, templates in ((False, captions.PARTICIPLE_TEMPLATES),
@@ -186,6 +202,11 @@ def _all_object_phrases():
       for digit, color in itertools.product(range(10), md.COLOR_NAMES):
         yield captions.object_phrase(digit, color, "up", finite=finite, template=template,
                                      verb=verb, phrase=0, numeral=numeral)
+      for location, phrase in itertools.product(captions.LOCATIONS,
+                                                range(len(captions.LOCATION_PHRASES))):
+        yield captions.object_phrase(8, "orange", "down_right", finite=finite, template=template,
+                                     verb=verb, phrase=2, numeral=numeral, location=location,
+                                     location_phrase=phrase)
 
 
 # --- tokenizer ---------------------------------------------------------------------------------

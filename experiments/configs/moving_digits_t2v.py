@@ -23,7 +23,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c = common.base_config("t2v", runlocal)
   c.description = ("Moving Digits text-to-video: tiny Wan DiT + CLIP-architecture text encoder "
                    "+ Wan VAE, trained by jaxgen on the built-in dataset")
-  c.num_steps = 20 if runlocal else 10000
+  c.num_steps = 20 if runlocal else 7500
   c.batch_size = 32
   c.optim.lr = 1e-3
   c.optim.warmup_steps = 5 if runlocal else 200

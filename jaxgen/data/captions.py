@@ -24,6 +24,17 @@ DIRECTION_PHRASES = {
                    "toward the bottom right"),
 }
 
+# Where a digit starts, in thirds of the frame (moving_digits.location), and how a caption says it.
+# Captions name it with probability LOCATION_PROBABILITY: a start position drawn uniformly leaves
+# a caption's digit and direction worth almost nothing to a denoiser's squared error at high
+# noise (the posterior mean over positions is a blur whatever the digit), so a model learns to
+# read them very slowly; a named region makes them decide most of the video. Prompts without
+# one still work: the model then places the digit itself.
+LOCATIONS = ("top left", "top", "top right", "left", "centre", "right", "bottom left", "bottom",
+             "bottom right")
+LOCATION_PHRASES = ("from the {l}", "starting at the {l}")
+LOCATION_PROBABILITY = 0.5
+
 # (participle, third person singular) pairs.
 VERBS = (("moving", "moves"), ("drifting", "drifts"), ("sliding", "slides"),
          ("floating", "floats"), ("gliding", "glides"), ("heading", "heads"))
@@ -68,11 +79,15 @@ def _article(next_word: str) -> str:
 
 
 def object_phrase(digit: int, color: str, direction: str, *, finite: bool, template: int,
-                  verb: int, phrase: int, numeral: bool) -> str:
-  """One object's phrase with every grammar choice given explicitly."""
+                  verb: int, phrase: int, numeral: bool, location: str | None = None,
+                  location_phrase: int = 0) -> str:
+  """One object's phrase with every grammar choice given explicitly; location (one of LOCATIONS)
+  follows the direction when given."""
   x = str(digit) if numeral else DIGIT_WORDS[digit]
   templates = FINITE_TEMPLATES if finite else PARTICIPLE_TEMPLATES
   text = templates[template]
+  if location is not None:
+    text = text.replace("{d}", "{d} " + LOCATION_PHRASES[location_phrase].replace("{l}", location))
   # The article agrees with whatever word follows it in this template.
   following = text.split("{a} ", 1)[1].split(" ", 1)[0] if "{a}" in text else ""
   a = _article({"{c}": color, "{x}": x}.get(following, following))
@@ -80,8 +95,8 @@ def object_phrase(digit: int, color: str, direction: str, *, finite: bool, templ
                      v=VERBS[verb][1 if finite else 0], v2=VERBS[verb][0])
 
 
-def caption(objects: Sequence[tuple[int, str, str]], rng: np.random.Generator) -> str:
-  """Random paraphrase for objects given as (digit, colour name, direction name)."""
+def caption(objects: Sequence[tuple[int, str, str, str]], rng: np.random.Generator) -> str:
+  """Random paraphrase for objects given as (digit, colour name, direction name, location)."""
   if len(objects) == 1:
     finite, pair = bool(rng.integers(2)), None
   elif len(objects) == 2:
@@ -91,12 +106,14 @@ def caption(objects: Sequence[tuple[int, str, str]], rng: np.random.Generator) -
     raise ValueError(f"objects: expected 1 or 2 objects, got {len(objects)}")
   templates = FINITE_TEMPLATES if finite else PARTICIPLE_TEMPLATES
   phrases = []
-  for digit, color, direction in objects:
+  for digit, color, direction, location in objects:
     phrases.append(object_phrase(
         digit, color, direction, finite=finite,
         template=int(rng.integers(len(templates))), verb=int(rng.integers(len(VERBS))),
         phrase=int(rng.integers(len(DIRECTION_PHRASES[direction]))),
-        numeral=bool(rng.integers(2))))
+        numeral=bool(rng.integers(2)),
+        location=location if rng.random() < LOCATION_PROBABILITY else None,
+        location_phrase=int(rng.integers(len(LOCATION_PHRASES)))))
   return phrases[0] if pair is None else pair[1].format(*phrases)
 
 
@@ -105,6 +122,7 @@ def vocabulary(colors: Sequence[str]) -> list[str]:
   texts = [*DIGIT_WORDS, *map(str, range(10)), *colors, "a", "an"]
   texts += [p for ps in DIRECTION_PHRASES.values() for p in ps]
   texts += [v for vs in VERBS for v in vs]
+  texts += [*LOCATIONS, *LOCATION_PHRASES]
   texts += [*PARTICIPLE_TEMPLATES, *FINITE_TEMPLATES, *(t for _, t in PAIR_TEMPLATES)]
   return sorted({w for t in texts for w in normalize(re.sub(r"\{\w*\}", " ", t)).split()})
 

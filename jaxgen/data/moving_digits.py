@@ -236,10 +236,17 @@ def render(objects: list[DigitObject], num_frames: int = NUM_FRAMES, *, scale: i
   return np.round(video).astype(np.uint8)
 
 
+def location(start: tuple[int, int]) -> str:
+  """The third of the frame (captions.LOCATIONS) a digit starting at top-left `start` is in."""
+  room = SIZE - GLYPH_SIZE
+  row, col = (min(2, v * 3 // (room + 1)) for v in start)
+  return captions.LOCATIONS[3 * row + col]
+
+
 def describe(objects: list[DigitObject], rng: np.random.Generator) -> str:
   """A random caption for the objects from the paraphrase grammar."""
-  return captions.caption(
-      [(o.digit, COLOR_NAMES[o.color], DIRECTION_NAMES[o.direction]) for o in objects], rng)
+  return captions.caption([(o.digit, COLOR_NAMES[o.color], DIRECTION_NAMES[o.direction],
+                            location(o.start)) for o in objects], rng)
 
 
 def attributes(objects: list[DigitObject]) -> dict[str, np.ndarray]:

@@ -51,8 +51,9 @@ def features() -> tfds.features.FeaturesDict:
 class MovingDigits(tfds.core.GeneratorBasedBuilder):
   """Moving Digits: captioned videos of coloured digits bouncing around a black frame."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "First release."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "First release.",
+                   "1.1.0": "Half of the captions name where each digit starts (same videos)."}
   BUILDER_CONFIGS = [
       MovingDigitsConfig(name="default", description="20k train / 1k test videos"),
       MovingDigitsConfig(name="tiny", train_size=256, test_size=64,

@@ -15,7 +15,7 @@ from jaxgen.data import captions, moving_digits
 
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
 SPECIAL_TOKENS = (PAD, UNK, BOS, EOS)  # ids 0..3
-MAX_LENGTH = 32  # longest caption: 25 words + <s> + </s>
+MAX_LENGTH = 40  # longest caption: 35 words + <s> + </s>
 
 
 def build_tokenizer(words: list[str] | None = None) -> PreTrainedTokenizerFast:
