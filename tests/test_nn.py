@@ -36,6 +36,18 @@ def test_sincos_2d_matches_diffusers():
                              atol=1e-6)
 
 
+def test_sincos_theta_spreads_a_tiny_grid():
+  pos = np.arange(4.0)
+  angles = np.outer(pos, [1.0, 1.0 / 3.0])  # theta^(-2i/dim) for theta = 9, dim = 4
+  np.testing.assert_allclose(jnn.sincos_1d(4, pos, theta=9.0),
+                             np.concatenate([np.sin(angles), np.cos(angles)], axis=1))
+
+  def spread(theta):  # how far positions of a 9x4x4 grid sit from their mean embedding
+    table = jnn.sincos_3d(128, 9, 4, 4, theta=theta).reshape(-1, 128)
+    return np.linalg.norm(table - table.mean(0), axis=1).mean()
+  assert spread(10.0) > 1.5 * spread(1e4)
+
+
 def test_sincos_3d_matches_diffusers():
   want = ref_emb.get_3d_sincos_pos_embed(32, (10, 6), 3, 2.0, 1.0).numpy()  # spatial (w, h)
   np.testing.assert_allclose(jnn.sincos_3d(32, 3, 6, 10, 2.0, 1.0), want, atol=1e-6)

@@ -61,8 +61,9 @@ class WanConfig:
   # block's adaLN modulation and not only cross-attention. None: Wan 2.1's model.
   pooled_text_dim: int | None = None
   # Another extension: "sincos" adds fixed 3D sin-cos position embeddings to the patch tokens
-  # (Latte, Open-Sora). Wan 2.1 has RoPE only, whose θ = 10⁴ frequencies barely turn across the
-  # few tokens of a tiny latent grid (4×4 per frame: most rotary pairs are nearly constant).
+  # (Latte, Open-Sora), with the same base rope_theta as RoPE. Wan 2.1 has RoPE only. On a tiny
+  # latent grid (4×4 per frame) θ = 10⁴ wastes both: most frequencies barely turn across it (the
+  # sin-cos table varies by only 2.5 of its norm 8 over 9×4×4 positions); θ ≈ 10 spreads them.
   pos_embed: str | None = None
 
   def __post_init__(self):
@@ -145,7 +146,7 @@ class Wan(nn.Module):
 
     x = PatchEmbed(cfg.patch_size, d, cfg.dtype, name="patch_embed")(x)
     if cfg.pos_embed == "sincos":
-      x = x + jnp.asarray(sincos_3d(d, *grid).reshape(1, -1, d), x.dtype)
+      x = x + jnp.asarray(sincos_3d(d, *grid, theta=cfg.rope_theta).reshape(1, -1, d), x.dtype)
     x = constrain(x, TOKENS)
     temb = TimestepEmbedder(d, cfg.freq_dim, True, 0.0, name="time_embed")(t)
     if pooled is not None:

@@ -57,7 +57,7 @@ def model_config(config: ml_collections.ConfigDict, tokenizer: Any, dtype: Any =
       text_dim=t.width, freq_dim=d.freq_dim, rope_max_seq_len=d.rope_max_seq_len,
       attention=d.attention, dtype=dtype, remat_policy=d.remat_policy,
       pooled_text_dim=t.width if d.get("pooled_text", False) else None,
-      pos_embed=d.get("pos_embed", None))
+      pos_embed=d.get("pos_embed", None), rope_theta=d.get("rope_theta", 10000.0))
   return TextToVideoConfig(
       text_encoder=text, transformer=transformer, vae=vae_config(config, stats),
       schedule=schedules.FlowSchedule(shift=config.flow_shift), prediction_type="flow",
