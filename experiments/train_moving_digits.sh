@@ -19,8 +19,12 @@ t.builder(os.environ.get('JAXGEN_DATA_DIR', os.path.expanduser('~/jaxgen/data'))
 
 # 2. The video VAE, and the oracle's accuracy on its reconstructions of held-out videos.
 python -m jaxgen train --config "$CONFIGS/moving_digits_vae.py" --workdir "$RUNS/vae"
-python -m jaxgen.train.export vae-eval --config "$CONFIGS/moving_digits_vae.py" \
-  --workdir "$RUNS/vae" | tee "$RUNS/vae/oracle.json"
+if [ ! -s "$RUNS/vae/oracle.json" ]; then
+  python -m jaxgen.train.export vae-eval --config "$CONFIGS/moving_digits_vae.py" \
+    --workdir "$RUNS/vae" > "$RUNS/vae/oracle.json.tmp"
+  mv "$RUNS/vae/oracle.json.tmp" "$RUNS/vae/oracle.json"
+  cat "$RUNS/vae/oracle.json"
+fi
 
 # 3. DiT + text encoder on the VAE's latents (encoded into $RUNS/vae/latents on first use, with
 #    the per-channel latent mean/std in stats.json).
