@@ -6,7 +6,7 @@
 #
 # Every stage is resumable: rerunning the script continues each training from its latest
 # checkpoint and skips what is already done. JAXGEN_DATA_DIR sets the dataset directory
-# (default ~/jaxgen/data). On a 2-core CPU: dataset ~2 min, VAE ~35 min, DiT ~1.6 h (7,500 steps).
+# (default ~/jaxgen/data). On a 2-core CPU: dataset ~2 min, VAE ~35 min, DiT ~1 h (4,500 steps).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${1:-$HOME/jaxgen/runs}"
