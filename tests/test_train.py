@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from jaxgen.data import moving_digits as md
+from jaxgen.data import vocab
 from jaxgen.train import config_lib, ema, fast_conv, loop, masks, optim
 from jaxgen.train import checkpoint as ckpt_lib
 from jaxgen.train import latents as latents_lib
@@ -268,7 +269,7 @@ def _t2v_batch(task) -> dict:
   source = task.data_source("train")
   items = [source[i] for i in range(2)]
   tokens = task.tokenizer([str(e["caption"]) for e in items], padding="max_length",
-                          max_length=32, return_tensors="np")
+                          max_length=vocab.MAX_LENGTH, return_tensors="np")
   return {"latents": jnp.asarray(np.stack([e["latents"] for e in items])),
           "latents_std": jnp.asarray(np.stack([e["latents_std"] for e in items])),
           "input_ids": jnp.asarray(tokens["input_ids"], jnp.int32),
