@@ -9,7 +9,8 @@ share that as many random groups would explain.
 
   PYTHONPATH=. python experiments/caption_sensitivity.py \
     --config experiments/configs/moving_digits_t2v.py --workdir ~/jaxgen/runs/t2v \
-    --config.vae.workdir=$HOME/jaxgen/runs/vae --config.vae.latents_dir=$HOME/jaxgen/runs/vae/latents
+    --config.vae.workdir=$HOME/jaxgen/runs/vae \
+    --config.vae.latents_dir=$HOME/jaxgen/runs/vae/latents
 """
 
 import argparse
