@@ -13,6 +13,7 @@ import pytest
 
 from jaxgen.data import moving_digits as md
 from jaxgen.data import vocab
+from jaxgen.pipelines.pixels import to_unit_range
 from jaxgen.train import config_lib, ema, fast_conv, loop, masks, optim
 from jaxgen.train import checkpoint as ckpt_lib
 from jaxgen.train import latents as latents_lib
@@ -150,7 +151,7 @@ def test_cli_print_config_with_overrides(capsys):
 
 def test_fast_conv_matches_the_module():
   task = MockVAETask(_vae_config())
-  x = vae.to_unit_range(jnp.asarray(np.stack([e["video"] for e in _mock_source(2)])))
+  x = to_unit_range(jnp.asarray(np.stack([e["video"] for e in _mock_source(2)])))
   params = nn.unbox(task.init(jax.random.key(0), {"video": x}))
   model = task.model
   reference = jax.jit(lambda p: model.apply({"params": p}, x, clip=False))(params)

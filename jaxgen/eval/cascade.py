@@ -18,7 +18,7 @@ from jaxgen.data import moving_digits as md
 from jaxgen.eval import metrics
 from jaxgen.pipelines import cascade as cascade_lib
 from jaxgen.pipelines import upsample
-from jaxgen.train.tasks.superres import to_uint8
+from jaxgen.pipelines.pixels import to_uint8, to_unit_range
 
 ATTRIBUTE_KEYS = ("num_objects", "digit", "color", "direction")
 
@@ -55,7 +55,7 @@ def evaluate_stage(path: str, *, num_videos: int = 64, batch_size: int = 16, see
   guided = config.guidance_scale != 1.0
   outputs, naive, seconds = [], [], []
   for i, rows in enumerate(_batches(num_videos, batch_size)):
-    low = upsample.downsample(jnp.asarray(truth[rows], jnp.float32) / 127.5 - 1.0, tf, sf)
+    low = upsample.downsample(to_unit_range(truth[rows]), tf, sf)
     ids, mask = tokenizer(prompts[rows])
     neg_ids, neg_mask = tokenizer([""] * len(ids))
     start = time.perf_counter()

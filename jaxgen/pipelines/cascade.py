@@ -29,6 +29,7 @@ from jaxgen.diffusion.samplers import SamplerConfig, sample
 from jaxgen.models.clip_text import CLIPTextConfig, CLIPTextModel
 from jaxgen.models.superres import SuperResConfig, SuperResDiT
 from jaxgen.pipelines import upsample as upsample_lib
+from jaxgen.pipelines.pixels import to_uint8, to_unit_range
 from jaxgen.zoo import native
 
 FORMAT, VERSION = "jaxgen-stage", 2  # 2: stages sample the residual over naive upsampling
@@ -131,7 +132,7 @@ class Cascade:
                       num_steps=cfg.base_num_steps, sampler=cfg.base_sampler,
                       guidance_scale=cfg.base_guidance_scale, seed=seed, num_videos=num_videos)
     self.times = {"base": time.perf_counter() - start}
-    x = jnp.asarray(video, jnp.float32) / 127.5 - 1.0
+    x = to_unit_range(video)
     outputs = [x]
     prompts = [p for p in prompts for _ in range(num_videos)]
     ids, mask = self.tokenizer(prompts)
@@ -144,8 +145,7 @@ class Cascade:
       x.block_until_ready()
       self.times[f"stage {i} ({stage.model.kind})"] = time.perf_counter() - start
       outputs.append(x)
-    to_uint8 = lambda y: np.asarray(jnp.round((y + 1) * 127.5)).astype(np.uint8)  # y in [-1, 1]
-    return [to_uint8(y) for y in outputs] if return_stages else to_uint8(x)
+    return [np.asarray(to_uint8(y)) for y in outputs] if return_stages else np.asarray(to_uint8(x))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1))

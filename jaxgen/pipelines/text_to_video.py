@@ -19,6 +19,7 @@ from jaxgen.models.vae_wan import AutoencoderKLWan, denormalize, normalize
 from jaxgen.models.wan import Wan
 from jaxgen.pipelines import conditioning
 from jaxgen.pipelines.bundle import TextToVideoConfig
+from jaxgen.pipelines.pixels import to_uint8, to_unit_range
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,8 +41,7 @@ class TextToVideo:
 
   def encode_video(self, video: np.ndarray) -> jax.Array:
     """uint8 video [B, T, H, W, 3] -> normalised latents [B, t, h, w, C] (posterior mean)."""
-    video = jnp.asarray(video, jnp.float32) / 127.5 - 1.0
-    mean, _ = _encode(self.config.vae, self.params["vae"], video)
+    mean, _ = _encode(self.config.vae, self.params["vae"], to_unit_range(video))
     return normalize(self.config.vae, mean)
 
   def __call__(self, prompts: str | Sequence[str], *, negative_prompt: str = "",
@@ -86,7 +86,7 @@ class TextToVideo:
     video = _generate(static, self.params, ids, mask, neg_ids, neg_mask, noise,
                       jax.random.fold_in(key, 1), jnp.broadcast_to(condition, (n,) + latent_shape),
                       jnp.broadcast_to(frame_mask, (n, latent_shape[0])), jnp.float32(guidance_scale))
-    return np.asarray(jnp.round((jnp.clip(video, -1, 1) + 1) * 127.5)).astype(np.uint8)
+    return np.asarray(to_uint8(video))
 
 
 def _model_max_length(tokenizer_dir: str) -> int:

@@ -15,6 +15,7 @@ import sys
 import jax
 import numpy as np
 
+from jaxgen.pipelines.pixels import to_uint8, to_unit_range
 from jaxgen.train import checkpoint as ckpt_lib
 from jaxgen.train import config_lib
 
@@ -34,9 +35,9 @@ def vae_oracle_metrics(config, workdir: str, num_videos: int = 256, batch_size: 
   @jax.jit
   def reconstruct(video):
     with fast_conv.causal_conv_as_2d():
-      x = vae.to_unit_range(video)
+      x = to_unit_range(video)
       mean, _ = model.apply({"params": params}, x, method=vae.encode_unrolled)
-      return vae.to_uint8(model.apply({"params": params}, mean, method=vae.decode_unrolled))
+      return to_uint8(model.apply({"params": params}, mean, method=vae.decode_unrolled))
 
   originals = np.stack([e["video"] for e in examples])
   recon = np.concatenate([

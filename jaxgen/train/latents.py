@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen.models import vae_wan as vw
+from jaxgen.pipelines.pixels import to_unit_range
 from jaxgen.train import checkpoint as ckpt_lib
 
 STATS_FILE = "stats.json"
@@ -26,7 +27,7 @@ def _encode(config: vw.AutoencoderKLWanConfig, params: Any, video: jax.Array):
   from jaxgen.train.tasks import vae
   with fast_conv.causal_conv_as_2d():  # the same function as AutoencoderKLWan.encode, faster on CPU
     mean, logvar = vw.AutoencoderKLWan(config).apply(
-        {"params": params}, vae.to_unit_range(video), method=vae.encode_unrolled)
+        {"params": params}, to_unit_range(video), method=vae.encode_unrolled)
   return mean, jnp.exp(0.5 * logvar)
 
 

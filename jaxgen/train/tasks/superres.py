@@ -28,6 +28,7 @@ from jaxgen.models.clip_text import CLIPTextConfig, CLIPTextModel
 from jaxgen.models.superres import SuperResConfig, SuperResDiT
 from jaxgen.models.wan import WanConfig
 from jaxgen.pipelines import cascade
+from jaxgen.pipelines.pixels import to_uint8, to_unit_range
 from jaxgen.pipelines import upsample
 from jaxgen.train.tasks import data
 
@@ -54,16 +55,6 @@ def stage_config(config: ml_collections.ConfigDict, tokenizer: Any,
       prediction_type=config.prediction_type, sampler=SamplerConfig(s.sampler, s.num_steps),
       guidance_scale=s.guidance_scale, aug_level=s.aug_level,
       residual_scale=config.residual_scale, description=config.description)
-
-
-def to_unit_range(video: Array) -> Array:
-  """uint8 video [B, T, H, W, 3] -> float32 in [-1, 1]."""
-  return video.astype(jnp.float32) / 127.5 - 1.0
-
-
-def to_uint8(video: Array) -> Array:
-  """float video in [-1, 1] -> uint8, rounded."""
-  return jnp.round((jnp.clip(video, -1.0, 1.0) + 1.0) * 127.5).astype(jnp.uint8)
 
 
 class SuperResTask:

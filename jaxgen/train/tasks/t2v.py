@@ -24,6 +24,7 @@ from jaxgen.models.clip_text import CLIPTextConfig, CLIPTextModel
 from jaxgen.models.wan import Wan, WanConfig
 from jaxgen.pipelines import conditioning
 from jaxgen.pipelines.bundle import TextToVideoConfig
+from jaxgen.pipelines.pixels import to_uint8
 from jaxgen.train import checkpoint as ckpt_lib
 from jaxgen.train import latents as latents_lib
 from jaxgen.train import masks
@@ -200,4 +201,4 @@ class T2VTask:
     real = vw.AutoencoderKLWan(cfg.vae).apply(
         {"params": self.vae_params}, batch["latents"], method=vae_task.decode_unrolled)
     fake = self.generate(params, batch["input_ids"], batch["attention_mask"], key)
-    return jnp.stack([vae_task.to_uint8(real), vae_task.to_uint8(fake)], axis=1)
+    return jnp.stack([to_uint8(real), to_uint8(fake)], axis=1)

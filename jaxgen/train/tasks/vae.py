@@ -16,6 +16,7 @@ import ml_collections
 
 from jaxgen.models import vae_common as vc
 from jaxgen.models import vae_wan as vw
+from jaxgen.pipelines.pixels import to_uint8, to_unit_range
 from jaxgen.train import fast_conv
 from jaxgen.train.tasks import data
 
@@ -56,16 +57,6 @@ def decode_unrolled(module: vw.AutoencoderKLWan, z: Array) -> Array:
     out, cache = module.decoder(z[:, i:i + 1], cache)
     frames.append(out)
   return jnp.concatenate(frames, axis=1).astype(jnp.float32)
-
-
-def to_unit_range(video: Array) -> Array:
-  """uint8 video [B, T, H, W, 3] -> float32 in [-1, 1]."""
-  return video.astype(jnp.float32) / 127.5 - 1.0
-
-
-def to_uint8(video: Array) -> Array:
-  """float video in [-1, 1] -> uint8 [B, T, H, W, 3], rounded."""
-  return jnp.round((jnp.clip(video, -1.0, 1.0) + 1.0) * 127.5).astype(jnp.uint8)
 
 
 @dataclasses.dataclass(frozen=True)
