@@ -45,8 +45,7 @@ def single_object_examples(seed: int, count: int) -> tuple[list[int], list[tuple
   index, attrs = [], []
   i = 0
   while len(index) < count:
-    rng = np.random.default_rng([seed, md.SPLITS.index("train"), i])
-    objects = md.sample_objects(rng, "train")  # as md.example draws them
+    objects = md.example_objects(seed, "train", i)
     if len(objects) == 1:
       o = objects[0]
       index.append(i)

@@ -258,6 +258,20 @@ def attributes(objects: list[DigitObject]) -> dict[str, np.ndarray]:
   return out
 
 
+def _example_rng(seed: int, split: str, index: int) -> np.random.Generator:
+  """The generator example `index` of `split` draws its objects, then its caption, from."""
+  if split not in SPLITS:
+    raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
+  if index < 0 or seed < 0:
+    raise ValueError(f"seed, index: expected non-negative integers, got {seed}, {index}")
+  return np.random.default_rng([seed, SPLITS.index(split), index])
+
+
+def example_objects(seed: int, split: str, index: int) -> list[DigitObject]:
+  """The digits of example `index` of `split`, start positions included."""
+  return sample_objects(_example_rng(seed, split, index), split)
+
+
 def example(seed: int, split: str, index: int, *, scale: int = 1,
             rate: int = 1) -> dict[str, np.ndarray | str]:
   """Example `index` of `split`: video uint8 [17, 32, 32, 3], caption and attributes.
@@ -266,12 +280,8 @@ def example(seed: int, split: str, index: int, *, scale: int = 1,
   of the cascade's SSR and TSR stages: video [17·rate, 32·scale, 32·scale, 3], whose every
   rate-th frame is (at scale 1) the dataset's frame.
   """
-  if split not in SPLITS:
-    raise ValueError(f"split: expected one of {SPLITS}, got {split!r}")
-  if index < 0 or seed < 0:
-    raise ValueError(f"seed, index: expected non-negative integers, got {seed}, {index}")
   _check_scale_rate(scale, rate)
-  rng = np.random.default_rng([seed, SPLITS.index(split), index])
+  rng = _example_rng(seed, split, index)
   objects = sample_objects(rng, split)
   video = render(objects, NUM_FRAMES * rate, scale=scale, rate=rate)
   return {"video": video, "caption": describe(objects, rng), **attributes(objects)}
