@@ -62,6 +62,8 @@ def test_flow_shift():
   np.testing.assert_allclose(schedules.time_shift_exponential(s, np.log(3.0)), schedules.shift_sigmas(s, 3.0))
   assert schedules.dynamic_shift_mu(256) == pytest.approx(0.5)
   assert schedules.dynamic_shift_mu(4096) == pytest.approx(1.15)
+  for schedule in (schedules.FlowSchedule(shift=3.0), schedules.FlowSchedule(dynamic_shift_mu=0.7)):
+    np.testing.assert_allclose(schedule.unshifted(schedule.shifted(s)), s, rtol=1e-6)
 
 
 @pytest.mark.parametrize("schedule", [schedules.LogSNRSchedule("cosine"),
@@ -145,6 +147,25 @@ def test_training_noise_levels_lie_on_the_schedule(schedule):
   else:
     np.testing.assert_allclose(alpha**2 + sigma**2, 1.0, rtol=1e-5)
   assert float(jnp.min(sigma)) >= 0 and float(jnp.max(sigma)) <= 1
+
+
+@pytest.mark.parametrize("logit_normal", [None, (0.0, 1.0)])
+def test_noise_levels_in_an_interval_follow_the_full_distribution(logit_normal):
+  """A noise-level expert's levels: those of the whole schedule that fall in its interval."""
+  schedule = schedules.FlowSchedule(shift=3.0)
+  level = lambda key, n, **kw: np.asarray(
+      losses.sample_noise_level(schedule, jax.random.key(key), n, logit_normal=logit_normal, **kw)[2])
+  full = level(0, 200_000)
+  for lo, hi in ((0.8, 1.0), (0.0, 0.8)):
+    part = level(1, 20_000, interval=(lo, hi))
+    assert part.min() >= lo - 1e-6 and part.max() <= hi + 1e-6
+    expected = full[(full >= lo) & (full <= hi)]
+    np.testing.assert_allclose(np.quantile(part, [0.1, 0.5, 0.9]),
+                               np.quantile(expected, [0.1, 0.5, 0.9]), atol=0.01)
+  with pytest.raises(ValueError, match=r"interval=\(0.9, 0.8\)"):
+    level(0, 4, interval=(0.9, 0.8))
+  with pytest.raises(ValueError, match="FlowSchedule only"):
+    losses.sample_noise_level(schedules.DiscreteSchedule(), jax.random.key(0), 4, interval=(0.5, 1.0))
 
 
 def test_schedule_errors_name_the_argument():

@@ -1,8 +1,12 @@
 """The text-to-video pipeline on the randomly initialised tiny model: bundles, tasks, CLI."""
 
+import dataclasses
+import functools
 import os
 
 import imageio.v3 as iio
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -10,7 +14,7 @@ from jaxgen import cli
 from jaxgen.pipelines import conditioning
 from jaxgen.pipelines.bundle import load_bundle, save_bundle
 from jaxgen.pipelines.load import load_pipeline, random_tiny
-from jaxgen.pipelines.text_to_video import TextToVideo
+from jaxgen.pipelines.text_to_video import TextToVideo, denoiser, expert
 
 STEPS = 2  # every test samples with the same static config, so the program compiles once
 
@@ -42,6 +46,46 @@ def test_bundle_round_trip(pipe, tmp_path):
   half = load_bundle(save_bundle(tmp_path / "half", config, params, tokenizer_dir, storage_dtype="float16"))
   kernel = params["transformer"]["proj_out"]["kernel"]
   np.testing.assert_allclose(half[1]["transformer"]["proj_out"]["kernel"], kernel, rtol=1e-3, atol=1e-6)
+
+
+def _with_experts(boundary_ratio=0.5):
+  """The tiny model with a second, different transformer as the low-noise expert."""
+  config, params, tokenizer_dir = random_tiny()
+  config = dataclasses.replace(config, transformer_2=config.transformer, boundary_ratio=boundary_ratio)
+  params = dict(params, transformer_2=jax.tree.map(lambda p: -p, params["transformer"]))
+  return config, params, tokenizer_dir
+
+
+def test_noise_level_experts_each_denoise_their_levels(tmp_path):
+  config, params, tokenizer_dir = _with_experts()
+  t, h, w, c = config.latent_shape(config.num_frames)
+  x = jax.random.normal(jax.random.key(0), (1, t, h, w, c))
+  cond = {"context": jnp.ones((1, 4, 32)), "pooled": None, "mask": jnp.ones((1, 4), bool),
+          "frames": jnp.zeros((1, t, h, w, c + 1))}
+  run = jax.jit(lambda name, level: (denoiser if name is None else functools.partial(expert, name=name))(
+      config, params)(x, jnp.full((1,), level), cond), static_argnums=0)
+  high, low = run("transformer", 600.0), run("transformer_2", 400.0)
+  assert not np.allclose(high, low)
+  np.testing.assert_array_equal(run(None, 600.0), high)  # t >= boundary (500): the first
+  np.testing.assert_array_equal(run(None, 400.0), low)
+  # A bundle keeps both, and samples through both.
+  loaded = load_bundle(save_bundle(tmp_path / "experts", config, params, tokenizer_dir))
+  assert loaded[0] == config and set(loaded[1]) == {"text_encoder", "transformer", "transformer_2", "vae"}
+  assert TextToVideo(*loaded)("a red 3 moving left", num_steps=STEPS).shape == (1, 17, 32, 32, 3)
+  with pytest.raises(ValueError, match="expected text_encoder, transformer, transformer_2, vae"):
+    save_bundle(tmp_path / "bad", config, {k: v for k, v in params.items() if k != "transformer_2"},
+                tokenizer_dir)
+
+
+def test_noise_level_expert_config_errors():
+  config = random_tiny()[0]
+  with pytest.raises(ValueError, match="boundary_ratio=None; expected both or neither"):
+    dataclasses.replace(config, transformer_2=config.transformer)
+  with pytest.raises(ValueError, match="boundary_ratio=1.5; expected a number in"):
+    dataclasses.replace(config, transformer_2=config.transformer, boundary_ratio=1.5)
+  with pytest.raises(ValueError, match="transformer_2.text_dim=64"):
+    dataclasses.replace(config, transformer_2=dataclasses.replace(config.transformer, text_dim=64),
+                        boundary_ratio=0.5)
 
 
 def test_given_frames_are_kept(pipe):

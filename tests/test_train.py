@@ -258,11 +258,12 @@ def test_t2v_train_step_updates_text_encoder_and_dit(tmp_path):
   rows = loop.read_metrics(str(tmp_path))
   assert [r["step"] for r in rows] == [1, 2] and all(np.isfinite(r["loss"]) for r in rows)
   state = result["state"]
-  assert set(state.params) == {"text_encoder", "transformer"}
+  # The config has two noise-level experts; each trains on its half of every batch.
+  assert set(state.params) == {"text_encoder", "transformer", "transformer_2"}
   assert state.params["transformer"]["patch_embed"]["proj"]["kernel"].shape[0] == 4 * (2 * 4 + 1)
   batch = _t2v_batch(task)
   grads = jax.jit(jax.grad(lambda p: task.loss(p, batch, jax.random.key(1))[0]))(state.params)
-  for part in ("text_encoder", "transformer"):
+  for part in ("text_encoder", "transformer", "transformer_2"):
     assert float(sum(jnp.sum(jnp.abs(g)) for g in jax.tree.leaves(grads[part]))) > 0
 
 
@@ -278,11 +279,11 @@ def _t2v_batch(task) -> dict:
 
 
 class BumpedT2VTask(MockT2VTask):
-  """Adds `bump` to the transformer's prediction in the first latent frame."""
+  """Adds `bump` to the transformers' predictions in the first latent frame."""
   bump = 0.0
 
-  def denoiser(self, params):
-    base = super().denoiser(params)
+  def expert(self, params, name):
+    base = super().expert(params, name)
     return lambda x, t, c: base(x, t, c).at[:, 0].add(self.bump)
 
 

@@ -2,6 +2,7 @@
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxgen.diffusion import parameterization as param
 from jaxgen.diffusion import schedules
@@ -10,12 +11,20 @@ WEIGHTINGS = ("uniform", "min_snr")
 
 
 def sample_noise_level(schedule: schedules.Schedule, key, batch: int, *,
-                       logit_normal: tuple[float, float] | None = None):
+                       logit_normal: tuple[float, float] | None = None,
+                       interval: tuple[float, float] = (0.0, 1.0)):
   """Noise levels for a training batch: (t, alpha, sigma), each [B].
 
   Discrete: t ~ U{0..T-1}. Log-SNR: u ~ U(0, 1). Flow: s ~ U(0, 1), or
   logit-normal(m, s) as in SD3 (Esser et al. 2024, eq. 19), then the schedule's shift.
+  interval (flow only): the levels s (after the shift) restricted to [lo, hi], with the same
+  distribution within it: the range that one noise-level expert trains on.
   """
+  lo, hi = interval
+  if not 0.0 <= lo < hi <= 1.0:
+    raise ValueError(f"interval={interval!r}; expected 0 <= lo < hi <= 1")
+  if interval != (0.0, 1.0) and not isinstance(schedule, schedules.FlowSchedule):
+    raise ValueError(f"interval={interval!r} is supported for a FlowSchedule only, got {schedule!r}")
   if isinstance(schedule, schedules.DiscreteSchedule):
     t = jax.random.randint(key, (batch,), 0, schedule.num_train_timesteps)
     alpha_bar = jnp.asarray(schedule.alphas_cumprod(), jnp.float32)[t]
@@ -25,11 +34,15 @@ def sample_noise_level(schedule: schedules.Schedule, key, batch: int, *,
     alpha, sigma = schedules.alpha_sigma_from_logsnr(schedule.logsnr(u))
     return u * schedule.time_scale, alpha, sigma
   if isinstance(schedule, schedules.FlowSchedule):
+    # The shift is increasing, so the interval maps to an interval of unshifted levels.
+    lo, hi = schedule.unshifted(lo), schedule.unshifted(hi)
     if logit_normal is None:
-      s = jax.random.uniform(key, (batch,))
+      s = jax.random.uniform(key, (batch,), minval=lo, maxval=hi)
     else:
       mean, std = logit_normal
-      s = jax.nn.sigmoid(mean + std * jax.random.normal(key, (batch,)))
+      with np.errstate(divide="ignore"):  # logit(0) = -inf, logit(1) = inf: no bound
+        lower, upper = ((np.log(v) - np.log1p(-v) - mean) / std for v in (lo, hi))
+      s = jax.nn.sigmoid(mean + std * jax.random.truncated_normal(key, lower, upper, (batch,)))
     s = schedule.shifted(s)
     return s * schedule.num_train_timesteps, 1.0 - s, s
   raise ValueError(f"schedule={schedule!r} is not supported; expected a DiscreteSchedule, "

@@ -253,6 +253,11 @@ class FlowSchedule:
       return time_shift_exponential(sigmas, self.dynamic_shift_mu)
     return shift_sigmas(sigmas, self.shift)
 
+  def unshifted(self, sigmas):
+    """The inverse of `shifted`: s = s' / (k - (k - 1) s'); both shifts have this form."""
+    k = self.shift if self.dynamic_shift_mu is None else math.exp(self.dynamic_shift_mu)
+    return sigmas / (k - (k - 1) * sigmas)
+
   def sampling_sigmas(self, num_steps: int) -> np.ndarray:
     """N sigmas, descending: evenly spaced in unshifted s between the training extremes, then shifted. [N]"""
     if num_steps <= 0:

@@ -2,6 +2,7 @@
 
     DIR/model.json          format, version, and the TextToVideoConfig as JSON
     DIR/params.safetensors  {"text_encoder/...", "transformer/...", "vae/..."} flat params
+                            (and "transformer_2/..." for noise-level experts)
     DIR/tokenizer/          a transformers tokenizer (save_pretrained layout)
 
 Saving writes a temporary directory beside DIR and renames it into place, so a
@@ -43,18 +44,46 @@ class TextToVideoConfig:
   num_steps: int = 30
   guidance_scale: float = 4.0
   description: str = ""
+  # Noise-level experts (eDiff-I, Balaji et al. 2022; Wan 2.2's two experts, named as in
+  # diffusers): `transformer` denoises levels t >= boundary_ratio (of the schedule's timesteps),
+  # where the caption decides the layout and motion, and `transformer_2` the levels below, where
+  # the video mostly shows itself. None: one transformer for every level.
+  transformer_2: WanConfig | None = None
+  boundary_ratio: float | None = None
 
   def __post_init__(self):
     parameterization.check_prediction_type(self.prediction_type)
+    if (self.transformer_2 is None) != (self.boundary_ratio is None):
+      raise ValueError(f"transformer_2 is {'None' if self.transformer_2 is None else 'given'} but "
+                       f"boundary_ratio={self.boundary_ratio!r}; expected both or neither")
+    if self.boundary_ratio is not None:
+      if not 0.0 < self.boundary_ratio < 1.0:
+        raise ValueError(f"boundary_ratio={self.boundary_ratio!r}; expected a number in (0, 1)")
+      if not hasattr(self.schedule, "num_train_timesteps"):
+        raise ValueError(f"boundary_ratio needs a schedule with num_train_timesteps, got {self.schedule!r}")
     z = self.vae.z_dim
     expected = 2 * z + 1 if self.frame_conditioning else z
-    if self.transformer.in_channels != expected or self.transformer.out_channels != z:
-      raise ValueError(f"transformer has in/out channels {self.transformer.in_channels}/"
-                       f"{self.transformer.out_channels}; expected {expected}/{z} for a VAE with "
-                       f"z_dim={z} and frame_conditioning={self.frame_conditioning}")
-    if self.transformer.text_dim != self.text_encoder.hidden_size:
-      raise ValueError(f"transformer.text_dim={self.transformer.text_dim}; expected the text encoder's "
-                       f"hidden_size={self.text_encoder.hidden_size}")
+    for name in self.transformer_names:
+      dit = getattr(self, name)
+      if dit.in_channels != expected or dit.out_channels != z:
+        raise ValueError(f"{name} has in/out channels {dit.in_channels}/{dit.out_channels}; expected "
+                         f"{expected}/{z} for a VAE with z_dim={z} and "
+                         f"frame_conditioning={self.frame_conditioning}")
+      if dit.text_dim != self.text_encoder.hidden_size:
+        raise ValueError(f"{name}.text_dim={dit.text_dim}; expected the text encoder's "
+                         f"hidden_size={self.text_encoder.hidden_size}")
+
+  @property
+  def transformer_names(self) -> tuple[str, ...]:
+    """The denoising transformers: ("transformer",), or with experts ("transformer", "transformer_2")."""
+    return ("transformer",) if self.transformer_2 is None else ("transformer", "transformer_2")
+
+  @property
+  def boundary_timestep(self) -> float | None:
+    """The timestep from which `transformer` denoises (t >= it); None without experts."""
+    if self.boundary_ratio is None:
+      return None
+    return self.boundary_ratio * self.schedule.num_train_timesteps
 
   def latent_frames(self, num_frames: int) -> int:
     tf = self.vae.temporal_factor
@@ -71,15 +100,16 @@ class TextToVideoConfig:
 
 def save_bundle(path: str | os.PathLike, config: TextToVideoConfig, params: dict, tokenizer: Any, *,
                 storage_dtype: str = "float32") -> str:
-  """Writes a bundle atomically. params: {"text_encoder", "transformer", "vae"}; tokenizer: a
-  transformers tokenizer or a directory holding one."""
+  """Writes a bundle atomically. params: {"text_encoder", "vae"} and config.transformer_names;
+  tokenizer: a transformers tokenizer or a directory holding one."""
   from flax import traverse_util  # pylint: disable=g-import-not-at-top
   from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
 
   if storage_dtype not in STORAGE_DTYPES:
     raise ValueError(f"storage_dtype={storage_dtype!r} is not supported; expected one of {STORAGE_DTYPES}")
-  if set(params) != {"text_encoder", "transformer", "vae"}:
-    raise ValueError(f"params has keys {sorted(params)}; expected text_encoder, transformer, vae")
+  expected = sorted({"text_encoder", "vae", *config.transformer_names})
+  if sorted(params) != expected:
+    raise ValueError(f"params has keys {sorted(params)}; expected {', '.join(expected)}")
   path = os.path.abspath(os.fspath(path))
 
   def fill(tmp):

@@ -94,6 +94,28 @@ def _model_max_length(tokenizer_dir: str) -> int:
   return transformers.AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True).model_max_length
 
 
+def expert(config: TextToVideoConfig, params: dict, name: str = "transformer"):
+  """(x [B, t, h, w, C], t [B], cond) -> prediction of one transformer (config.transformer_names);
+  cond = {context, pooled, mask, frames}."""
+  dit = getattr(config, name)
+  transformer, pooled = Wan(dit), dit.pooled_text_dim is not None
+
+  def apply(x, t, c):
+    x = conditioning.with_conditions(x, c["frames"]) if config.frame_conditioning else x
+    return transformer.apply({"params": params[name]}, x, t, c["context"], c["mask"],
+                             c["pooled"] if pooled else None)
+  return apply
+
+
+def denoiser(config: TextToVideoConfig, params: dict):
+  """The model's denoiser (x, t, cond) -> prediction; with noise-level experts, each call runs the
+  expert of its level, which the batch shares (as in sampling)."""
+  if config.transformer_2 is None:
+    return expert(config, params)
+  high, low = expert(config, params, "transformer"), expert(config, params, "transformer_2")
+  return lambda x, t, c: jax.lax.cond(t[0] >= config.boundary_timestep, high, low, x, t, c)
+
+
 @functools.partial(jax.jit, static_argnums=0)
 def _encode(vae_config, params, video):
   return AutoencoderKLWan(vae_config).apply({"params": params}, video, method=AutoencoderKLWan.encode)
@@ -111,15 +133,7 @@ def _generate(static: _Static, params, ids, mask, neg_ids, neg_mask, noise, key,
     return {"context": context, "pooled": pooled, "mask": m, "frames": channels}
 
   cond, negative = condition(ids, mask), condition(neg_ids, neg_mask)
-  transformer = Wan(cfg.transformer)
-  pooled = cfg.transformer.pooled_text_dim is not None
-
-  def denoiser(x, t, c):
-    x = conditioning.with_conditions(x, c["frames"]) if cfg.frame_conditioning else x
-    return transformer.apply({"params": params["transformer"]}, x, t, c["context"], c["mask"],
-                             c["pooled"] if pooled else None)
-
-  z = sample(denoiser, noise, cond, config=static.sampler, schedule=cfg.schedule,
+  z = sample(denoiser(cfg, params), noise, cond, config=static.sampler, schedule=cfg.schedule,
              prediction_type=cfg.prediction_type, key=key, guidance_scale=guidance_scale,
              negative_cond=negative if static.guided else None)
   z = conditioning.paste(z, z_cond, frame_mask)

@@ -58,15 +58,15 @@ def _pad(x: np.ndarray, n: int) -> np.ndarray:
 
 
 def export_bundle(config, workdir: str, out: str, storage_dtype: str = "float16") -> str:
-  """Writes the bundle of a text-to-video run (EMA weights + its VAE) with the lead's format."""
+  """Writes the bundle (jaxgen.pipelines.bundle) of a text-to-video run: EMA weights + its VAE."""
   from jaxgen.pipelines.bundle import save_bundle
   from jaxgen.train.tasks import t2v
   task = t2v.T2VTask(config)
   task.data_source("train")  # makes sure the latent statistics exist
   params = ckpt_lib.restore_params(workdir)  # the t2v run's EMA params
-  bundle_params = {"text_encoder": params["text_encoder"], "transformer": params["transformer"],
-                   "vae": task.vae_params}
   model = t2v.model_config(config, task.tokenizer, stats=task.stats)
+  bundle_params = {name: params[name] for name in ("text_encoder", *model.transformer_names)}
+  bundle_params["vae"] = task.vae_params
   return save_bundle(out, model, bundle_params, task.tokenizer, storage_dtype=storage_dtype)
 
 

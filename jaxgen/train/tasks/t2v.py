@@ -1,7 +1,9 @@
 """Text-to-video task: a latent Wan DiT and a CLIP-architecture text encoder trained jointly with
 flow matching (Lipman et al. 2023; SD3's rectified flow, velocity target eps − x_0) on cached VAE
 latents, with Open-Sora frame masks and caption dropout for classifier-free guidance (Ho &
-Salimans 2022: the empty caption is the unconditional input).
+Salimans 2022: the empty caption is the unconditional input). With `boundary_ratio` set, two
+noise-level experts (eDiff-I; Wan 2.2) share the text encoder and each batch: the first half
+trains `transformer` on levels above the boundary, the second `transformer_2` on those below.
 """
 
 import dataclasses
@@ -23,6 +25,7 @@ from jaxgen.models import vae_wan as vw
 from jaxgen.models.clip_text import CLIPTextConfig, CLIPTextModel
 from jaxgen.models.wan import Wan, WanConfig
 from jaxgen.pipelines import conditioning
+from jaxgen.pipelines import text_to_video
 from jaxgen.pipelines.bundle import TextToVideoConfig
 from jaxgen.pipelines.pixels import to_uint8
 from jaxgen.train import checkpoint as ckpt_lib
@@ -48,6 +51,7 @@ def model_config(config: ml_collections.ConfigDict, tokenizer: Any, dtype: Any =
   """The bundle config (text encoder, transformer, VAE, sampling defaults) of an experiment."""
   t, d, s = config.text, config.dit, config.sampling
   z = config.vae.model.z_dim
+  boundary = config.get("boundary_ratio")
   text = CLIPTextConfig(
       vocab_size=len(tokenizer), hidden_size=t.width, intermediate_size=t.mlp_dim,
       num_layers=t.num_layers, num_heads=t.num_heads, max_length=vocab.MAX_LENGTH,
@@ -63,7 +67,8 @@ def model_config(config: ml_collections.ConfigDict, tokenizer: Any, dtype: Any =
       text_encoder=text, transformer=transformer, vae=vae_config(config, stats),
       schedule=schedules.FlowSchedule(shift=config.flow_shift), prediction_type="flow",
       sampler=s.sampler, num_steps=s.num_steps, guidance_scale=s.guidance_scale,
-      description=config.description)
+      description=config.description, boundary_ratio=boundary,
+      transformer_2=None if boundary is None else transformer)
 
 
 class T2VTask:
@@ -104,29 +109,28 @@ class T2VTask:
 
   # ---- model -----------------------------------------------------------------------------------
   def init(self, key: Array, batch: dict[str, Array]) -> dict:
-    """Boxed params {'text_encoder', 'transformer'} for batches like `batch`."""
-    k_text, k_dit = jax.random.split(key)
+    """Boxed params {'text_encoder', *model.transformer_names} for batches like `batch`."""
     cfg = self.model
+    k_text, *k_dits = jax.random.split(key, 1 + len(cfg.transformer_names))
     ids = batch["input_ids"][:1]
-    text = CLIPTextModel(cfg.text_encoder).init(k_text, ids)["params"]
+    params = {"text_encoder": CLIPTextModel(cfg.text_encoder).init(k_text, ids)["params"]}
     z = batch["latents"][:1]
-    x = jnp.zeros(z.shape[:-1] + (cfg.transformer.in_channels,))
     context = jnp.zeros((1, ids.shape[1], cfg.text_encoder.hidden_size))
-    pooled = (None if cfg.transformer.pooled_text_dim is None
-              else jnp.zeros((1, cfg.transformer.pooled_text_dim)))
-    dit = Wan(cfg.transformer).init(k_dit, x, jnp.zeros((1,)), context, None, pooled)["params"]
-    return {"text_encoder": text, "transformer": dit}
+    for name, k in zip(cfg.transformer_names, k_dits):
+      dit = getattr(cfg, name)
+      x = jnp.zeros(z.shape[:-1] + (dit.in_channels,))
+      pooled = None if dit.pooled_text_dim is None else jnp.zeros((1, dit.pooled_text_dim))
+      params[name] = Wan(dit).init(k, x, jnp.zeros((1,)), context, None, pooled)["params"]
+    return params
+
+  def expert(self, params: dict, name: str):
+    """One transformer of model.transformer_names: (x [B, t, h, w, z], t [B], cond) -> velocity,
+    cond = {context, pooled, mask, frames}."""
+    return text_to_video.expert(self.model, params, name)
 
   def denoiser(self, params: dict):
-    """(x [B, t, h, w, z], t [B], cond) -> velocity, cond = {context, pooled, mask, frames}."""
-    transformer = Wan(self.model.transformer)
-    pooled = self.model.transformer.pooled_text_dim is not None
-
-    def apply(x, t, cond):
-      x = conditioning.with_conditions(x, cond["frames"])
-      return transformer.apply({"params": params["transformer"]}, x, t, cond["context"],
-                               cond["mask"], cond["pooled"] if pooled else None)
-    return apply
+    """The sampling denoiser: the expert of each call's (shared) noise level."""
+    return text_to_video.denoiser(self.model, params)
 
   def encode_text(self, params: dict, ids: Array, mask: Array) -> tuple[Array, Array]:
     """ids, mask: [B, L] -> (context [B, L, D], pooled [B, D])."""
@@ -150,15 +154,25 @@ class T2VTask:
     ids = jnp.where(drop, self.empty_ids, batch["input_ids"])
     mask = jnp.where(drop, self.empty_mask, batch["attention_mask"])
     context, pooled = self.encode_text(params, ids, mask)
-    timestep, alpha, sigma = losses.sample_noise_level(
-        self.model.schedule, k_level, b,
-        logit_normal=tuple(cfg.logit_normal) if cfg.logit_normal else None)
+    model = self.model
+    logit_normal = tuple(cfg.logit_normal) if cfg.logit_normal else None
+    # One interval of noise levels per transformer, each taking an equal share of the batch.
+    bounds = (1.0, 0.0) if model.boundary_ratio is None else (1.0, model.boundary_ratio, 0.0)
+    splits = np.linspace(0, b, len(model.transformer_names) + 1).round().astype(int)
+    levels = [losses.sample_noise_level(model.schedule, k, n, logit_normal=logit_normal,
+                                        interval=(lo, hi))
+              for k, n, hi, lo in zip(jax.random.split(k_level, len(splits) - 1),
+                                      np.diff(splits), bounds, bounds[1:])]
+    timestep, alpha, sigma = (jnp.concatenate(v) for v in zip(*levels))
     eps = jax.random.normal(k_noise, x0.shape)
     x_t = param.q_sample(x0, eps, alpha, sigma)
     frame_mask = masks.frame_masks(k_mask, b, t, cfg.masks)
     cond = {"context": context, "pooled": pooled, "mask": mask.astype(bool),
             "frames": conditioning.condition_channels(x0, frame_mask)}
-    prediction = self.denoiser(params)(x_t, timestep, cond)
+    prediction = jnp.concatenate([
+        self.expert(params, name)(
+            x_t[i:j], timestep[i:j], jax.tree.map(lambda v, i=i, j=j: v[i:j], cond))
+        for name, i, j in zip(model.transformer_names, splits, splits[1:])])
     generated = (1.0 - frame_mask)[:, :, None, None, None]
     per_example = losses.diffusion_loss(prediction, x0, eps, alpha, sigma, "flow", mask=generated)
     return jnp.mean(per_example), {"given_frames": jnp.mean(frame_mask)}
