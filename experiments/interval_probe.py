@@ -1,6 +1,6 @@
 r"""Can the text-to-video DiT learn the caption at a range of noise levels? Trains the Moving
-Digits t2v model (fresh, text encoder included) on levels t in [--t-min, 1] only, without frame
-masks or caption dropout, and every 100 steps prints experiments/caption_sensitivity.py's swap
+Digits t2v model (fresh, text encoder included) on levels t in [--t-min, 1] only, without caption
+dropout and (unless --frame-masks) without frame masks, and every 100 steps prints experiments/caption_sensitivity.py's swap
 figures at t = 0.95 and 0.8 on 64 held-back one-digit videos.
 
 It separates what the caption is worth from how the levels are mixed: trained on [0.9, 1], the
@@ -26,6 +26,7 @@ from jaxgen.data import moving_digits as md  # noqa: E402
 from jaxgen.data import vocab  # noqa: E402
 from jaxgen.pipelines import conditioning  # noqa: E402
 from jaxgen.train import config_lib  # noqa: E402
+from jaxgen.train import masks  # noqa: E402
 from jaxgen.train import optim  # noqa: E402
 from jaxgen.train.tasks.t2v import T2VTask  # noqa: E402
 
@@ -39,6 +40,8 @@ def main():
   parser.add_argument("--steps", type=int, default=300)
   parser.add_argument("--two-digit", action="store_true",
                       help="train on every example (one or two digits), not one-digit ones only")
+  parser.add_argument("--frame-masks", action="store_true",
+                      help="give frames clean as the config's Open-Sora masks do")
   rest, overrides = config_lib.split_overrides(sys.argv[1:])
   args = parser.parse_args(rest)
   config = config_lib.apply_overrides(config_lib.load(CONFIG), overrides)
@@ -70,26 +73,29 @@ def main():
   tx = optim.optimizer(config.optim)
   opt_state = tx.init(params)
 
-  def loss(params, x0, ids, mask, t, eps):
+  def loss(params, x0, ids, mask, t, eps, frame_mask):
     context, pooled = task.encode_text(params, ids, mask)
     tb = t[:, None, None, None, None]
     cond = {"context": context, "pooled": pooled, "mask": mask.astype(bool),
-            "frames": conditioning.condition_channels(x0, jnp.zeros(x0.shape[:2]))}
+            "frames": conditioning.condition_channels(x0, frame_mask)}
     v = task.expert(params, "transformer")((1 - tb) * x0 + tb * eps, t * 1000, cond)
-    return jnp.mean((v - (eps - x0))**2)
+    generated = jnp.broadcast_to((1 - frame_mask)[:, :, None, None, None], x0.shape)
+    return jnp.sum(generated * (v - (eps - x0))**2) / jnp.sum(generated)
 
   @jax.jit
   def step(params, opt_state, x0, ids, mask, key):
-    k_t, k_eps = jax.random.split(key)
+    k_t, k_eps, k_mask = jax.random.split(key, 3)
     t = jax.random.uniform(k_t, x0.shape[:1], minval=args.t_min, maxval=1.0)
+    frame_mask = (masks.frame_masks(k_mask, *x0.shape[:2], config.masks) if args.frame_masks
+                  else jnp.zeros(x0.shape[:2]))
     value, grads = jax.value_and_grad(loss)(params, x0, ids, mask, t,
-                                            jax.random.normal(k_eps, x0.shape))
+                                            jax.random.normal(k_eps, x0.shape), frame_mask)
     updates, opt_state = tx.update(grads, opt_state, params)
     return jax.tree.map(jnp.add, params, updates), opt_state, value
 
   eps_eval = jax.random.normal(jax.random.key(1), x0_eval.shape)
   eval_loss = jax.jit(lambda p, i, m, t: loss(p, x0_eval, i, m, jnp.full(x0_eval.shape[:1], t),
-                                              eps_eval))
+                                              eps_eval, jnp.zeros(x0_eval.shape[:2])))
 
   def swaps(t):
     caption_ids = lambda swap: tokenize(cs.caption(*swap(*a), numeral=i % 2 == 0)
