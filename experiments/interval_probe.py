@@ -1,13 +1,14 @@
 r"""Can the text-to-video DiT learn the caption at a range of noise levels? Trains the Moving
 Digits t2v model (fresh, text encoder included) on levels t in [--t-min, 1] only, without caption
-dropout and (unless --frame-masks) without frame masks, and every 100 steps prints experiments/caption_sensitivity.py's swap
-figures at t = 0.95 and 0.8 on 64 held-back one-digit videos.
+dropout and (unless --frame-masks) without frame masks, and every 100 steps prints
+experiments/caption_sensitivity.py's swap figures at t = 0.95 and 0.8 on 64 held-back one-digit
+videos.
 
 It separates what the caption is worth from how the levels are mixed: trained on [0.9, 1], the
-DiT learns the direction and place words within a few hundred steps; on [0, 1] (--t-min 0) it
-does not.
+DiT learns the direction and place words within a few hundred steps; over all levels it does not.
 
-  PYTHONPATH=. python experiments/interval_probe.py --t-min 0.8 --steps 300 [--two-digit] \
+  PYTHONPATH=. python experiments/interval_probe.py --t-min 0.8 --steps 300 \
+    [--two-digit [--one-digit-steps 300]] [--frame-masks] \
     --config.vae.workdir=$HOME/jaxgen/runs/vae --config.vae.latents_dir=$HOME/jaxgen/runs/vae/latents
 """
 
@@ -42,6 +43,8 @@ def main():
                       help="train on every example (one or two digits), not one-digit ones only")
   parser.add_argument("--frame-masks", action="store_true",
                       help="give frames clean as the config's Open-Sora masks do")
+  parser.add_argument("--one-digit-steps", type=int, default=0,
+                      help="with --two-digit: one-digit videos only for this many steps first")
   rest, overrides = config_lib.split_overrides(sys.argv[1:])
   args = parser.parse_args(rest)
   config = config_lib.apply_overrides(config_lib.load(CONFIG), overrides)
@@ -53,11 +56,13 @@ def main():
   task.data_source("train")  # encodes the latents on first use
 
   eval_index, eval_attrs = cs.single_object_examples(config.seed, NUM_EVAL)
-  pool = (np.arange(config.data.train_size) if args.two_digit else
-          np.array(cs.single_object_examples(config.seed, config.data.train_size // 3)[0]))
-  pool = np.setdiff1d(pool, eval_index)
+  one_digit = np.setdiff1d(cs.single_object_examples(config.seed, config.data.train_size // 3)[0],
+                           eval_index)
+  pool = (np.setdiff1d(np.arange(config.data.train_size), eval_index) if args.two_digit
+          else one_digit)
   cache = np.load(os.path.join(task.cache_dir, "train.npz"))["mean"]
-  latents = lambda index: task.normalized_latents({"latents": jnp.asarray(cache[index], jnp.float32)}, None)
+  latents = lambda index: task.normalized_latents(
+      {"latents": jnp.asarray(cache[index], jnp.float32)}, None)
 
   def tokenize(texts):
     enc = task.tokenizer(list(texts), padding="max_length", max_length=vocab.MAX_LENGTH,
@@ -67,8 +72,8 @@ def main():
   # Training captions are the dataset's own (every template, regions named half of the time).
   ids, mask = tokenize(md.example(config.seed, "train", int(i))["caption"] for i in pool)
   x0_eval = latents(eval_index)
-  params = jax.tree.map(lambda p: getattr(p, "value", p),
-                        task.init(jax.random.key(0), {"input_ids": ids[:1], "latents": x0_eval[:1]}),
+  boxed = task.init(jax.random.key(0), {"input_ids": ids[:1], "latents": x0_eval[:1]})
+  params = jax.tree.map(lambda p: getattr(p, "value", p), boxed,
                         is_leaf=lambda p: hasattr(p, "value"))
   tx = optim.optimizer(config.optim)
   opt_state = tx.init(params)
@@ -101,15 +106,19 @@ def main():
     caption_ids = lambda swap: tokenize(cs.caption(*swap(*a), numeral=i % 2 == 0)
                                         for i, a in enumerate(eval_attrs))
     true = float(eval_loss(params, *caption_ids(lambda *a: a), t))
+    change = lambda swap: 100 * (float(eval_loss(params, *caption_ids(swap), t)) / true - 1)
     return f"t={t} loss {true:.3f} " + " ".join(
-        f"{name.split()[0]} {100 * (float(eval_loss(params, *caption_ids(swap), t)) / true - 1):+.1f}%"
+        f"{name.split()[0]} {change(swap):+.1f}%"
         for name, swap in cs.SWAPS.items() if name != "location (left out)")
 
   rng, key, start = np.random.default_rng(0), jax.random.key(2), time.time()
+  first = np.flatnonzero(np.isin(pool, one_digit))  # rows of one-digit videos
   for s in range(1, args.steps + 1):
-    rows = rng.integers(len(pool), size=config.batch_size)
+    rows = (first[rng.integers(len(first), size=config.batch_size)] if s <= args.one_digit_steps
+            else rng.integers(len(pool), size=config.batch_size))
     key, k = jax.random.split(key)
-    params, opt_state, value = step(params, opt_state, latents(pool[rows]), ids[rows], mask[rows], k)
+    params, opt_state, value = step(params, opt_state, latents(pool[rows]), ids[rows], mask[rows],
+                                    k)
     if s % 100 == 0:
       print(f"step {s} ({time.time() - start:.0f} s) train loss {float(value):.3f} | "
             f"{swaps(0.95)} | {swaps(0.8)}", flush=True)
