@@ -60,6 +60,18 @@ def caption(d: int, c: int, r: int, l: int | None, numeral: bool) -> str:
       numeral=numeral, location=None if l is None else captions.LOCATIONS[l])
 
 
+def swap_changes(task: T2VTask, attrs: list[tuple], loss) -> tuple[float, dict[str, float]]:
+  """loss(ids, mask) of the fixed-template captions of `attrs`, and its change in % with each of
+  SWAPS applied to every caption."""
+  def tokens(swap):
+    texts = [caption(*swap(*a), numeral=i % 2 == 0) for i, a in enumerate(attrs)]
+    enc = task.tokenizer(texts, padding="max_length", max_length=vocab.MAX_LENGTH,
+                         return_tensors="np")
+    return jnp.asarray(enc["input_ids"]), jnp.asarray(enc["attention_mask"])
+  true = float(loss(*tokens(lambda *a: a)))
+  return true, {name: 100 * (float(loss(*tokens(swap))) / true - 1) for name, swap in SWAPS.items()}
+
+
 def explained_variance(x0: np.ndarray, attrs: list[tuple]) -> dict[str, str]:
   """Share of the variance of x0 [N, ...] explained by group means, per attribute set."""
   names = ("digit", "colour", "direction", "location")
@@ -107,20 +119,11 @@ def main():
     v = denoiser(x_t, jnp.full(x0.shape[:1], t * task.model.schedule.num_train_timesteps), cond)
     return jnp.mean((v - (eps - x0))**2)
 
-  def tokens(swap):
-    texts = [caption(*swap(*a), numeral=i % 2 == 0) for i, a in enumerate(attrs)]
-    enc = task.tokenizer(texts, padding="max_length", max_length=vocab.MAX_LENGTH,
-                         return_tensors="np")
-    return jnp.asarray(enc["input_ids"]), jnp.asarray(enc["attention_mask"])
-
   result |= {"workdir": args.workdir, "weights": args.weights, "num_videos": len(index),
             "levels": {}}
   for t in map(float, args.levels.split(",")):
-    true = float(loss(*tokens(lambda *a: a), t))
-    row = {"loss": true}
-    for name, swap in SWAPS.items():
-      row[name] = f"{100 * (float(loss(*tokens(swap), t)) / true - 1):+.1f}%"
-    result["levels"][str(t)] = row
+    true, changes = swap_changes(task, attrs, lambda ids, mask: loss(ids, mask, t))
+    result["levels"][str(t)] = {"loss": true, **{k: f"{v:+.1f}%" for k, v in changes.items()}}
   print(json.dumps(result, indent=1))
 
 

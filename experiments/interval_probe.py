@@ -17,6 +17,7 @@ import os
 import sys
 import time
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -72,9 +73,7 @@ def main():
   # Training captions are the dataset's own (every template, regions named half of the time).
   ids, mask = tokenize(md.example(config.seed, "train", int(i))["caption"] for i in pool)
   x0_eval = latents(eval_index)
-  boxed = task.init(jax.random.key(0), {"input_ids": ids[:1], "latents": x0_eval[:1]})
-  params = jax.tree.map(lambda p: getattr(p, "value", p), boxed,
-                        is_leaf=lambda p: hasattr(p, "value"))
+  params = nn.unbox(task.init(jax.random.key(0), {"input_ids": ids[:1], "latents": x0_eval[:1]}))
   tx = optim.optimizer(config.optim)
   opt_state = tx.init(params)
 
@@ -83,7 +82,8 @@ def main():
     tb = t[:, None, None, None, None]
     cond = {"context": context, "pooled": pooled, "mask": mask.astype(bool),
             "frames": conditioning.condition_channels(x0, frame_mask)}
-    v = task.expert(params, "transformer")((1 - tb) * x0 + tb * eps, t * 1000, cond)
+    v = task.expert(params, "transformer")((1 - tb) * x0 + tb * eps,
+                                           t * task.model.schedule.num_train_timesteps, cond)
     generated = jnp.broadcast_to((1 - frame_mask)[:, :, None, None, None], x0.shape)
     return jnp.sum(generated * (v - (eps - x0))**2) / jnp.sum(generated)
 
@@ -103,13 +103,10 @@ def main():
                                               eps_eval, jnp.zeros(x0_eval.shape[:2])))
 
   def swaps(t):
-    caption_ids = lambda swap: tokenize(cs.caption(*swap(*a), numeral=i % 2 == 0)
-                                        for i, a in enumerate(eval_attrs))
-    true = float(eval_loss(params, *caption_ids(lambda *a: a), t))
-    change = lambda swap: 100 * (float(eval_loss(params, *caption_ids(swap), t)) / true - 1)
+    true, changes = cs.swap_changes(task, eval_attrs, lambda i, m: eval_loss(params, i, m, t))
     return f"t={t} loss {true:.3f} " + " ".join(
-        f"{name.split()[0]} {change(swap):+.1f}%"
-        for name, swap in cs.SWAPS.items() if name != "location (left out)")
+        f"{name.split()[0]} {v:+.1f}%" for name, v in changes.items()
+        if name != "location (left out)")
 
   rng, key, start = np.random.default_rng(0), jax.random.key(2), time.time()
   first = np.flatnonzero(np.isin(pool, one_digit))  # rows of one-digit videos

@@ -73,9 +73,11 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # decides where the digit is and where it goes, `transformer_2` below, where the noisy video
   # shows it. One DiT for all levels ignored the direction and place words: trained 3,700 steps at
   # shift 1, or 600 steps at shift 3 on one-digit videos (+0.2% loss at t = 0.8 and 0.95 when the
-  # direction was swapped), while the same DiT and captions trained on t in [0.9, 1] only learnt
+  # direction was swapped), while the same DiT, captions and videos on t in [0.9, 1] only learnt
   # them within 300 steps (+48%): at lower levels it learns to read the video from its input, and
-  # that drowns what the caption is worth at the top.
+  # that drowns what the caption is worth at the top. On one- and two-digit videos the expert also
+  # needs one-digit videos first (interval_probe.py --one-digit-steps), which this config does
+  # not give yet: trained 2,000 steps as is, it had not learnt the words (<= 0.2%).
   c.boundary_ratio = 0.8
   c.caption_dropout = 0.1
   # Open-Sora frame masks (jaxgen.train.masks.MASK_TYPES): the chance of each task per example.

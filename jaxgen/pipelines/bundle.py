@@ -76,7 +76,14 @@ class TextToVideoConfig:
   @property
   def transformer_names(self) -> tuple[str, ...]:
     """The denoising transformers: ("transformer",), or with experts ("transformer", "transformer_2")."""
-    return ("transformer",) if self.transformer_2 is None else ("transformer", "transformer_2")
+    return tuple(self.level_intervals)
+
+  @property
+  def level_intervals(self) -> dict[str, tuple[float, float]]:
+    """The flow levels (lo, hi) each transformer denoises, by name."""
+    if self.boundary_ratio is None:
+      return {"transformer": (0.0, 1.0)}
+    return {"transformer": (self.boundary_ratio, 1.0), "transformer_2": (0.0, self.boundary_ratio)}
 
   @property
   def boundary_timestep(self) -> float | None:
