@@ -300,6 +300,23 @@ def test_loader_is_resumable(tiny, mesh, tokenizer):
   assert not np.array_equal(other_seed.indices(0), make().indices(0))
 
 
+def test_loader_curriculum_draws_from_the_subset_first(tiny, mesh):
+  source = tiny.as_data_source("train")
+  sharding = NamedSharding(mesh, PartitionSpec(("data", "fsdp")))
+  subset = np.arange(0, 48, 2)
+  data = loader.Loader(source, global_batch_size=8, sharding=sharding, seed=5,
+                       curriculum=(subset, 4))  # 3 steps per epoch of the subset
+  first = np.concatenate([data.indices(s) for s in range(3)])
+  assert sorted(first.tolist()) == subset.tolist()
+  assert set(data.indices(3).tolist()) <= set(subset.tolist())
+  plain = loader.Loader(source, global_batch_size=8, sharding=sharding, seed=5)
+  np.testing.assert_array_equal(data.indices(4), plain.indices(4))  # then the usual order
+  np.testing.assert_array_equal(np.asarray(data.batch(1)["index"]), data.indices(1))
+  for bad in ((subset[:4], 4), (subset + 2, 4), (subset, -1)):
+    with pytest.raises(ValueError, match="curriculum"):
+      loader.Loader(source, global_batch_size=8, sharding=sharding, curriculum=bad)
+
+
 def test_loader_batches_on_mesh(tiny, mesh, tokenizer):
   source = tiny.as_data_source("train")
   sharding = NamedSharding(mesh, PartitionSpec(("data", "fsdp")))

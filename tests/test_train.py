@@ -248,7 +248,19 @@ def _t2v_config() -> ml_collections.ConfigDict:
   c.text.update(dict(width=16, mlp_dim=32, num_layers=1, num_heads=2))
   c.dit.update(dict(num_layers=1, num_heads=2, head_dim=8, ffn_dim=32, freq_dim=16))
   c.num_samples = 0
+  c.data.train_size = 8  # MockT2VTask's examples, from which the curriculum picks
   return c
+
+
+def test_t2v_curriculum_is_the_one_digit_examples():
+  task = MockT2VTask(_t2v_config())
+  subset, steps = task.curriculum()
+  source = task.data_source("train")
+  assert steps == task.config.one_digit_steps > task.config.num_steps  # the test run's every step
+  np.testing.assert_array_equal(
+      subset, [i for i in range(len(source)) if source[i]["num_objects"] == 1])
+  task.config.one_digit_steps = 0
+  assert task.curriculum() is None
 
 
 def test_t2v_train_step_updates_text_encoder_and_dit(tmp_path):

@@ -75,10 +75,14 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # shift 1, or 600 steps at shift 3 on one-digit videos (+0.2% loss at t = 0.8 and 0.95 when the
   # direction was swapped), while the same DiT, captions and videos on t in [0.9, 1] only learnt
   # them within 300 steps (+48%): at lower levels it learns to read the video from its input, and
-  # that drowns what the caption is worth at the top. On one- and two-digit videos the expert also
-  # needs one-digit videos first (interval_probe.py --one-digit-steps), which this config does
-  # not give yet: trained 2,000 steps as is, it had not learnt the words (<= 0.2%).
+  # that drowns what the caption is worth at the top.
   c.boundary_ratio = 0.8
+  # One-digit videos only for the first steps (a curriculum). On one- and two-digit videos from
+  # the start, the high-noise expert had not learnt the direction and place words after 2,000
+  # steps (<= 0.2%); after 300 one-digit steps a probe on t >= 0.8 learnt them (+44.9% / +16.6%
+  # after 400 more on all videos: interval_probe.py --one-digit-steps). 600 steps here: the
+  # expert sees half of each batch.
+  c.one_digit_steps = 10 if runlocal else 600
   c.caption_dropout = 0.1
   # Open-Sora frame masks (jaxgen.train.masks.MASK_TYPES): the chance of each task per example.
   # 70% get no frame: with a frame given, the caption is not needed to place the digit.

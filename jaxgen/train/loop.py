@@ -1,7 +1,8 @@
 """The generic training loop: mesh, input, state, update step, checkpoints, metrics, samples.
 
 A task (jaxgen/train/tasks) supplies `init(key, batch)`, `loss(params, batch, key)`,
-`samples(params, batch, key)`, `batch_keys`, `tokenizer` and `data_source(split)`. The batch at
+`samples(params, batch, key)`, `batch_keys`, `tokenizer` and `data_source(split)`, and may
+supply `curriculum()`: (subset, steps) of the loader, or None. The batch at
 step k is the loader's k-th (a pure function of the seed and k) and the step's key is
 `fold_in(key, k)`, so a run resumed from a checkpoint continues the same loss curve.
 """
@@ -106,7 +107,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Any | None = No
   train_source = task.data_source("train")
   loader = loader_lib.Loader(
       train_source, global_batch_size=config.batch_size, sharding=data_sharding,
-      seed=config.seed, tokenizer=task.tokenizer, keys=task.batch_keys)
+      seed=config.seed, tokenizer=task.tokenizer, keys=task.batch_keys,
+      curriculum=task.curriculum() if hasattr(task, "curriculum") else None)
 
   # Model, optimizer and state (params initialised from the first batch's shapes).
   key = jax.random.key(config.seed)

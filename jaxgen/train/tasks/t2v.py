@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from jaxgen.data import moving_digits as md
 from jaxgen.data import vocab
 from jaxgen.diffusion import losses
 from jaxgen.diffusion import parameterization as param
@@ -99,6 +100,15 @@ class T2VTask:
     cache = latents_lib.cached(self.cache_dir, split, vae_config(self.config),
                                os.path.expanduser(self.config.vae.workdir), source)
     return latents_lib.LatentSource(cache, source)
+
+  def curriculum(self) -> tuple[np.ndarray, int] | None:
+    """The one-digit train examples and for how many steps they come first (one_digit_steps)."""
+    steps = self.config.get("one_digit_steps", 0)
+    if not steps:
+      return None
+    d = self.config.data
+    return np.array([i for i in range(d.train_size)
+                     if len(md.example_objects(d.seed, "train", i)) == 1]), steps
 
   @functools.cached_property
   def stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
