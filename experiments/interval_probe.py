@@ -1,13 +1,13 @@
 r"""Can the text-to-video DiT learn the caption at a range of noise levels? Trains the Moving
-Digits t2v model (fresh, text encoder included) on levels t in [--t-min, 1] only, without caption
+Digits t2v model (fresh, text encoder included) on levels t in [--t-min, --t-max] only, without caption
 dropout and (unless --frame-masks) without frame masks, and every 100 steps prints
-experiments/caption_sensitivity.py's swap figures at t = 0.95 and 0.8 on 64 held-back one-digit
+experiments/caption_sensitivity.py's swap figures at t = --levels on 64 held-back one-digit
 videos.
 
 It separates what the caption is worth from how the levels are mixed: trained on [0.9, 1], the
 DiT learns the direction and place words within a few hundred steps; over all levels it does not.
 
-  PYTHONPATH=. python experiments/interval_probe.py --t-min 0.8 --steps 300 \
+  PYTHONPATH=. python experiments/interval_probe.py --t-min 0.8 [--t-max 1] --steps 300 \
     [--two-digit [--one-digit-steps 300]] [--frame-masks] \
     --config.vae.workdir=$HOME/jaxgen/runs/vae --config.vae.latents_dir=$HOME/jaxgen/runs/vae/latents
 """
@@ -38,7 +38,9 @@ NUM_EVAL = 64
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--t-min", type=float, required=True, help="train on t in [t_min, 1]")
+  parser.add_argument("--t-min", type=float, required=True, help="train on t in [t_min, t_max]")
+  parser.add_argument("--t-max", type=float, default=1.0)
+  parser.add_argument("--levels", default="0.95,0.8", help="comma-separated levels of the figures")
   parser.add_argument("--steps", type=int, default=300)
   parser.add_argument("--two-digit", action="store_true",
                       help="train on every example (one or two digits), not one-digit ones only")
@@ -90,7 +92,7 @@ def main():
   @jax.jit
   def step(params, opt_state, x0, ids, mask, key):
     k_t, k_eps, k_mask = jax.random.split(key, 3)
-    t = jax.random.uniform(k_t, x0.shape[:1], minval=args.t_min, maxval=1.0)
+    t = jax.random.uniform(k_t, x0.shape[:1], minval=args.t_min, maxval=args.t_max)
     frame_mask = (masks.frame_masks(k_mask, *x0.shape[:2], config.masks) if args.frame_masks
                   else jnp.zeros(x0.shape[:2]))
     value, grads = jax.value_and_grad(loss)(params, x0, ids, mask, t,
@@ -118,7 +120,7 @@ def main():
                                     k)
     if s % 100 == 0:
       print(f"step {s} ({time.time() - start:.0f} s) train loss {float(value):.3f} | "
-            f"{swaps(0.95)} | {swaps(0.8)}", flush=True)
+            + " | ".join(swaps(float(t)) for t in args.levels.split(",")), flush=True)
 
 
 if __name__ == "__main__":

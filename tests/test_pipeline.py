@@ -48,41 +48,56 @@ def test_bundle_round_trip(pipe, tmp_path):
   np.testing.assert_allclose(half[1]["transformer"]["proj_out"]["kernel"], kernel, rtol=1e-3, atol=1e-6)
 
 
-def _with_experts(boundary_ratio=0.5):
-  """The tiny model with a second, different transformer as the low-noise expert."""
+def _with_experts():
+  """The tiny model with two more, different transformers as experts for the lower levels."""
   config, params, tokenizer_dir = random_tiny()
-  config = dataclasses.replace(config, transformer_2=config.transformer, boundary_ratio=boundary_ratio)
-  params = dict(params, transformer_2=jax.tree.map(lambda p: -p, params["transformer"]))
+  config = dataclasses.replace(config, transformer_2=config.transformer, boundary_ratio=0.6,
+                               transformer_3=config.transformer, boundary_ratio_2=0.3)
+  params = dict(params, transformer_2=jax.tree.map(lambda p: -p, params["transformer"]),
+                transformer_3=jax.tree.map(lambda p: 0.5 * p, params["transformer"]))
   return config, params, tokenizer_dir
 
 
 def test_noise_level_experts_each_denoise_their_levels(tmp_path):
   config, params, tokenizer_dir = _with_experts()
+  assert config.level_intervals == {"transformer": (0.6, 1.0), "transformer_2": (0.3, 0.6),
+                                    "transformer_3": (0.0, 0.3)}
   t, h, w, c = config.latent_shape(config.num_frames)
   x = jax.random.normal(jax.random.key(0), (1, t, h, w, c))
   cond = {"context": jnp.ones((1, 4, 32)), "pooled": None, "mask": jnp.ones((1, 4), bool),
           "frames": jnp.zeros((1, t, h, w, c + 1))}
   run = jax.jit(lambda name, level: (denoiser if name is None else functools.partial(expert, name=name))(
       config, params)(x, jnp.full((1,), level), cond), static_argnums=0)
-  high, low = run("transformer", 600.0), run("transformer_2", 400.0)
-  assert not np.allclose(high, low)
-  np.testing.assert_array_equal(run(None, 600.0), high)  # t >= boundary (500): the first
-  np.testing.assert_array_equal(run(None, 400.0), low)
-  # A bundle keeps both, and samples through both.
+  outputs = {name: run(name, 500.0) for name in config.transformer_names}
+  assert not np.allclose(outputs["transformer"], outputs["transformer_2"])
+  assert not np.allclose(outputs["transformer_2"], outputs["transformer_3"])
+  # Boundaries at timesteps 600 and 300: each level goes to the expert whose interval holds it.
+  for level, name in ((999.0, "transformer"), (600.0, "transformer"), (599.0, "transformer_2"),
+                      (300.0, "transformer_2"), (299.0, "transformer_3"), (0.0, "transformer_3")):
+    np.testing.assert_allclose(run(None, level), run(name, level), rtol=1e-6, atol=1e-6)
+  # A bundle keeps them all, and samples through them.
   loaded = load_bundle(save_bundle(tmp_path / "experts", config, params, tokenizer_dir))
-  assert loaded[0] == config and set(loaded[1]) == {"text_encoder", "transformer", "transformer_2", "vae"}
+  assert loaded[0] == config and set(loaded[1]) == {"text_encoder", "vae", *config.transformer_names}
   assert TextToVideo(*loaded)("a red 3 moving left", num_steps=STEPS).shape == (1, 17, 32, 32, 3)
-  with pytest.raises(ValueError, match="expected text_encoder, transformer, transformer_2, vae"):
+  with pytest.raises(ValueError, match="expected text_encoder, transformer, transformer_2, transformer_3, vae"):
     save_bundle(tmp_path / "bad", config, {k: v for k, v in params.items() if k != "transformer_2"},
                 tokenizer_dir)
 
 
 def test_noise_level_expert_config_errors():
   config = random_tiny()[0]
-  with pytest.raises(ValueError, match="boundary_ratio=None; expected both or neither"):
+  two = dict(transformer_2=config.transformer, boundary_ratio=0.5)
+  with pytest.raises(ValueError, match="boundary_ratio=None with an expert"):
     dataclasses.replace(config, transformer_2=config.transformer)
-  with pytest.raises(ValueError, match="boundary_ratio=1.5; expected a number in"):
-    dataclasses.replace(config, transformer_2=config.transformer, boundary_ratio=1.5)
+  with pytest.raises(ValueError, match="boundary_ratio_2=0.2 with no expert"):
+    dataclasses.replace(config, boundary_ratio_2=0.2, **two)
+  with pytest.raises(ValueError, match="transformer_3 is given without transformer_2"):
+    dataclasses.replace(config, transformer_3=config.transformer, boundary_ratio_2=0.2)
+  for ratios in ((1.5, None), (0.5, 0.7), (0.5, 0.5)):
+    with pytest.raises(ValueError, match="expected 1 > boundary_ratio > boundary_ratio_2 > 0"):
+      dataclasses.replace(config, transformer_2=config.transformer, boundary_ratio=ratios[0],
+                          transformer_3=None if ratios[1] is None else config.transformer,
+                          boundary_ratio_2=ratios[1])
   with pytest.raises(ValueError, match="transformer_2.text_dim=64"):
     dataclasses.replace(config, transformer_2=dataclasses.replace(config.transformer, text_dim=64),
                         boundary_ratio=0.5)

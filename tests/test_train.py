@@ -265,23 +265,28 @@ def test_t2v_curriculum_is_the_one_digit_examples():
 
 def test_t2v_train_step_updates_text_encoder_and_dit(tmp_path):
   config = _t2v_config()
+  config.batch_size, config.boundary_ratio_2 = 3, 0.4  # three experts, one example each
+  config.one_digit_steps = 0  # two of the 8 examples have one digit: fewer than a batch
   task = MockT2VTask(config)
   result = loop.train(config, str(tmp_path), task=task, progress=False)
   rows = loop.read_metrics(str(tmp_path))
   assert [r["step"] for r in rows] == [1, 2] and all(np.isfinite(r["loss"]) for r in rows)
   state = result["state"]
-  # The config has two noise-level experts; each trains on its half of every batch.
-  assert set(state.params) == {"text_encoder", "transformer", "transformer_2"}
+  parts = ("text_encoder", "transformer", "transformer_2", "transformer_3")
+  assert set(state.params) == set(parts)
   assert state.params["transformer"]["patch_embed"]["proj"]["kernel"].shape[0] == 4 * (2 * 4 + 1)
-  batch = _t2v_batch(task)
+  batch = _t2v_batch(task, 3)
   grads = jax.jit(jax.grad(lambda p: task.loss(p, batch, jax.random.key(1))[0]))(state.params)
-  for part in ("text_encoder", "transformer", "transformer_2"):
+  for part in parts:
     assert float(sum(jnp.sum(jnp.abs(g)) for g in jax.tree.leaves(grads[part]))) > 0
+  config.text_encoder_experts = ("transformer_4",)
+  with pytest.raises(ValueError, match="text_encoder_experts=\\('transformer_4',\\); expected"):
+    MockT2VTask(config)
 
 
-def _t2v_batch(task) -> dict:
+def _t2v_batch(task, size: int = 2) -> dict:
   source = task.data_source("train")
-  items = [source[i] for i in range(2)]
+  items = [source[i] for i in range(size)]
   tokens = task.tokenizer([str(e["caption"]) for e in items], padding="max_length",
                           max_length=vocab.MAX_LENGTH, return_tensors="np")
   return {"latents": jnp.asarray(np.stack([e["latents"] for e in items])),

@@ -47,18 +47,28 @@ class TextToVideoConfig:
   # Noise-level experts (eDiff-I, Balaji et al. 2022; Wan 2.2's two experts, named as in
   # diffusers): `transformer` denoises levels t >= boundary_ratio (of the schedule's timesteps),
   # where the caption decides the layout and motion, and `transformer_2` the levels below, where
-  # the video mostly shows itself. None: one transformer for every level.
+  # the video mostly shows itself. A third expert, as in eDiff-I's tree, splits those levels again:
+  # `transformer_2` takes [boundary_ratio_2, boundary_ratio), `transformer_3` the rest. None: one
+  # transformer for every level.
   transformer_2: WanConfig | None = None
   boundary_ratio: float | None = None
+  transformer_3: WanConfig | None = None
+  boundary_ratio_2: float | None = None
 
   def __post_init__(self):
     parameterization.check_prediction_type(self.prediction_type)
-    if (self.transformer_2 is None) != (self.boundary_ratio is None):
-      raise ValueError(f"transformer_2 is {'None' if self.transformer_2 is None else 'given'} but "
-                       f"boundary_ratio={self.boundary_ratio!r}; expected both or neither")
-    if self.boundary_ratio is not None:
-      if not 0.0 < self.boundary_ratio < 1.0:
-        raise ValueError(f"boundary_ratio={self.boundary_ratio!r}; expected a number in (0, 1)")
+    for dit, ratio, name in ((self.transformer_2, self.boundary_ratio, "boundary_ratio"),
+                             (self.transformer_3, self.boundary_ratio_2, "boundary_ratio_2")):
+      if (dit is None) != (ratio is None):
+        raise ValueError(f"{name}={ratio!r} with {'no' if dit is None else 'an'} expert for the "
+                         "levels below it; expected both or neither")
+    if self.transformer_3 is not None and self.transformer_2 is None:
+      raise ValueError("transformer_3 is given without transformer_2; expected the experts in order")
+    bounds = self.boundaries
+    if bounds:
+      if not all(0.0 < b < 1.0 for b in bounds) or list(bounds) != sorted(set(bounds), reverse=True):
+        raise ValueError(f"boundary_ratio, boundary_ratio_2 = {self.boundary_ratio!r}, "
+                         f"{self.boundary_ratio_2!r}; expected 1 > boundary_ratio > boundary_ratio_2 > 0")
       if not hasattr(self.schedule, "num_train_timesteps"):
         raise ValueError(f"boundary_ratio needs a schedule with num_train_timesteps, got {self.schedule!r}")
     z = self.vae.z_dim
@@ -75,22 +85,27 @@ class TextToVideoConfig:
 
   @property
   def transformer_names(self) -> tuple[str, ...]:
-    """The denoising transformers: ("transformer",), or with experts ("transformer", "transformer_2")."""
+    """The denoising transformers, from the highest levels down: ("transformer",), or with
+    experts ("transformer", "transformer_2"[, "transformer_3"])."""
     return tuple(self.level_intervals)
+
+  @property
+  def boundaries(self) -> tuple[float, ...]:
+    """The levels at which one expert hands over to the next, descending."""
+    return tuple(b for b in (self.boundary_ratio, self.boundary_ratio_2) if b is not None)
 
   @property
   def level_intervals(self) -> dict[str, tuple[float, float]]:
     """The flow levels (lo, hi) each transformer denoises, by name."""
-    if self.boundary_ratio is None:
-      return {"transformer": (0.0, 1.0)}
-    return {"transformer": (self.boundary_ratio, 1.0), "transformer_2": (0.0, self.boundary_ratio)}
+    edges = (1.0, *self.boundaries, 0.0)
+    names = ("transformer", "transformer_2", "transformer_3")
+    return {name: (lo, hi) for name, hi, lo in zip(names, edges, edges[1:])}
 
   @property
-  def boundary_timestep(self) -> float | None:
-    """The timestep from which `transformer` denoises (t >= it); None without experts."""
-    if self.boundary_ratio is None:
-      return None
-    return self.boundary_ratio * self.schedule.num_train_timesteps
+  def boundary_timesteps(self) -> tuple[float, ...]:
+    """The boundaries in the schedule's timesteps: transformer k denoises the timesteps below k
+    of them and at or above the rest."""
+    return tuple(b * self.schedule.num_train_timesteps for b in self.boundaries)
 
   def latent_frames(self, num_frames: int) -> int:
     tf = self.vae.temporal_factor

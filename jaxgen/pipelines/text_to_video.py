@@ -110,10 +110,11 @@ def expert(config: TextToVideoConfig, params: dict, name: str = "transformer"):
 def denoiser(config: TextToVideoConfig, params: dict):
   """The model's denoiser (x, t, cond) -> prediction; with noise-level experts, each call runs the
   expert of its level, which the batch shares (as in sampling)."""
-  if config.transformer_2 is None:
-    return expert(config, params)
-  high, low = expert(config, params, "transformer"), expert(config, params, "transformer_2")
-  return lambda x, t, c: jax.lax.cond(t[0] >= config.boundary_timestep, high, low, x, t, c)
+  experts = [expert(config, params, name) for name in config.transformer_names]
+  if len(experts) == 1:
+    return experts[0]
+  bounds = jnp.asarray(config.boundary_timesteps)
+  return lambda x, t, c: jax.lax.switch(jnp.sum(t[0] < bounds), experts, x, t, c)
 
 
 @functools.partial(jax.jit, static_argnums=0)

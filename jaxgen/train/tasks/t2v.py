@@ -1,10 +1,11 @@
 """Text-to-video task: a latent Wan DiT and a CLIP-architecture text encoder trained jointly with
 flow matching (Lipman et al. 2023; SD3's rectified flow, velocity target eps − x_0) on cached VAE
 latents, with Open-Sora frame masks and caption dropout for classifier-free guidance (Ho &
-Salimans 2022: the empty caption is the unconditional input). With `boundary_ratio` set, two
-noise-level experts (eDiff-I; Wan 2.2) share the text encoder and each batch: the first half
-trains `transformer` (and the text encoder) on levels above the boundary, the second
-`transformer_2` on those below.
+Salimans 2022: the empty caption is the unconditional input). With `boundary_ratio` (and
+`boundary_ratio_2`) set, two (three) noise-level experts (eDiff-I; Wan 2.2) share the text encoder
+and each batch: each trains on an equal share of it, with levels from its own interval; the text
+encoder learns through the experts named in `text_encoder_experts` (default: `transformer`, the
+highest levels).
 """
 
 import dataclasses
@@ -53,7 +54,7 @@ def model_config(config: ml_collections.ConfigDict, tokenizer: Any, dtype: Any =
   """The bundle config (text encoder, transformer, VAE, sampling defaults) of an experiment."""
   t, d, s = config.text, config.dit, config.sampling
   z = config.vae.model.z_dim
-  boundary = config.get("boundary_ratio")
+  boundary, boundary_2 = config.get("boundary_ratio"), config.get("boundary_ratio_2")
   text = CLIPTextConfig(
       vocab_size=len(tokenizer), hidden_size=t.width, intermediate_size=t.mlp_dim,
       num_layers=t.num_layers, num_heads=t.num_heads, max_length=vocab.MAX_LENGTH,
@@ -70,7 +71,8 @@ def model_config(config: ml_collections.ConfigDict, tokenizer: Any, dtype: Any =
       schedule=schedules.FlowSchedule(shift=config.flow_shift), prediction_type="flow",
       sampler=s.sampler, num_steps=s.num_steps, guidance_scale=s.guidance_scale,
       description=config.description, boundary_ratio=boundary,
-      transformer_2=None if boundary is None else transformer)
+      transformer_2=None if boundary is None else transformer, boundary_ratio_2=boundary_2,
+      transformer_3=None if boundary_2 is None else transformer)
 
 
 class T2VTask:
@@ -80,6 +82,12 @@ class T2VTask:
 
   def __init__(self, config: ml_collections.ConfigDict, dtype: Any = jnp.float32):
     masks.check_probabilities(config.masks)
+    experts = ("transformer", "transformer_2", "transformer_3")[:1 + sum(
+        config.get(k) is not None for k in ("boundary_ratio", "boundary_ratio_2"))]
+    learns_text = config.get("text_encoder_experts", ("transformer",))
+    if not set(learns_text) <= set(experts):
+      raise ValueError(f"text_encoder_experts={tuple(learns_text)!r}; expected names among "
+                       f"{experts}")
     self.config, self.dtype = config, dtype
     self.tokenizer = vocab.build_tokenizer()
     empty = self.tokenizer([""], padding="max_length", max_length=vocab.MAX_LENGTH,
@@ -180,15 +188,17 @@ class T2VTask:
     frame_mask = masks.frame_masks(k_mask, b, t, cfg.masks)
     cond = {"context": context, "pooled": pooled, "mask": mask.astype(bool),
             "frames": conditioning.condition_channels(x0, frame_mask)}
-    # The text encoder learns through the first (high-noise) expert only. Through both, it kept
-    # the colour words, which the low-noise expert reads, and flattened the direction and place
-    # words before the high-noise expert came to use them (2,000 steps: swapping them changed the
-    # loss by <= 0.5%); trained through levels t >= 0.8 alone, the same encoder and DiT learnt
-    # them within 300 steps on one-digit videos (experiments/interval_probe.py).
+    # By default the text encoder learns through the high-noise expert only. Through both of two
+    # experts, it kept the colour words, which the low-noise expert reads, and flattened the
+    # direction and place words before the high-noise expert came to use them (2,000 steps:
+    # swapping them changed the loss by <= 0.5%); trained through levels t >= 0.8 alone, the same
+    # encoder and DiT learnt them within 300 steps on one-digit videos
+    # (experiments/interval_probe.py).
+    learns_text = tuple(cfg.get("text_encoder_experts", ("transformer",)))
     prediction = []
-    for k, (name, i, j) in enumerate(zip(model.transformer_names, splits, splits[1:])):
+    for name, i, j in zip(model.transformer_names, splits, splits[1:]):
       part = jax.tree.map(lambda v, i=i, j=j: v[i:j], cond)
-      if k:
+      if name not in learns_text:
         part |= {key: jax.lax.stop_gradient(part[key]) for key in ("context", "pooled")}
       prediction.append(self.expert(params, name)(x_t[i:j], timestep[i:j], part))
     prediction = jnp.concatenate(prediction)
