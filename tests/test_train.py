@@ -249,6 +249,7 @@ def _t2v_config() -> ml_collections.ConfigDict:
   c.dit.update(dict(num_layers=1, num_heads=2, head_dim=8, ffn_dim=32, freq_dim=16))
   c.num_samples = 0
   c.data.train_size = 8  # MockT2VTask's examples, from which the curriculum picks
+  c.boundary_ratio_2, c.text_encoder_experts = None, ("transformer",)  # two experts, one each
   return c
 
 
@@ -265,7 +266,10 @@ def test_t2v_curriculum_is_the_one_digit_examples():
 
 def test_t2v_train_step_updates_text_encoder_and_dit(tmp_path):
   config = _t2v_config()
-  config.batch_size, config.boundary_ratio_2 = 3, 0.4  # three experts, one example each
+  config.boundary_ratio_2, config.text_encoder_experts = 0.4, ("transformer", "transformer_2")
+  with pytest.raises(ValueError, match="batch_size=2; expected at least one example per"):
+    MockT2VTask(config)
+  config.batch_size = 3  # three experts, one example each
   config.one_digit_steps = 0  # two of the 8 examples have one digit: fewer than a batch
   task = MockT2VTask(config)
   result = loop.train(config, str(tmp_path), task=task, progress=False)

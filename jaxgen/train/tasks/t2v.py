@@ -84,6 +84,9 @@ class T2VTask:
     masks.check_probabilities(config.masks)
     experts = ("transformer", "transformer_2", "transformer_3")[:1 + sum(
         config.get(k) is not None for k in ("boundary_ratio", "boundary_ratio_2"))]
+    if config.batch_size < len(experts):
+      raise ValueError(f"batch_size={config.batch_size}; expected at least one example per "
+                       f"noise-level expert ({len(experts)})")
     learns_text = config.get("text_encoder_experts", ("transformer",))
     if not set(learns_text) <= set(experts):
       raise ValueError(f"text_encoder_experts={tuple(learns_text)!r}; expected names among "
