@@ -4,9 +4,8 @@ The batch at global step k is a pure function of (seed, k): epoch e = k // steps
 the examples in the order of a permutation drawn from (seed, e), dropping the remainder. A
 curriculum (Bengio et al. 2009) may replace the first batches with ones drawn the same way from a
 subset of easy examples. A run killed and restarted at step k therefore sees exactly the batches
-it would have seen. Each process
-reads only the rows of the global batch that its own devices hold and the global `jax.Array`s are
-assembled with `jax.make_array_from_process_local_data`.
+it would have seen. Each process reads only the rows of the global batch that its own devices
+hold and the global `jax.Array`s are assembled with `jax.make_array_from_process_local_data`.
 """
 
 import collections

@@ -25,6 +25,8 @@ from jaxgen.models.wan import WanConfig
 from jaxgen.zoo import native
 
 FORMAT, VERSION = "jaxgen-bundle", 1
+# The denoising transformers, from the highest noise levels down (noise-level experts).
+TRANSFORMER_NAMES = ("transformer", "transformer_2", "transformer_3")
 STORAGE_DTYPES = ("float32", "float16")
 
 
@@ -98,8 +100,7 @@ class TextToVideoConfig:
   def level_intervals(self) -> dict[str, tuple[float, float]]:
     """The flow levels (lo, hi) each transformer denoises, by name."""
     edges = (1.0, *self.boundaries, 0.0)
-    names = ("transformer", "transformer_2", "transformer_3")
-    return {name: (lo, hi) for name, hi, lo in zip(names, edges, edges[1:])}
+    return {name: (lo, hi) for name, hi, lo in zip(TRANSFORMER_NAMES, edges, edges[1:])}
 
   @property
   def boundary_timesteps(self) -> tuple[float, ...]:

@@ -27,6 +27,7 @@ from jaxgen.diffusion.samplers import SamplerConfig, sample
 from jaxgen.models import vae_wan as vw
 from jaxgen.models.clip_text import CLIPTextConfig, CLIPTextModel
 from jaxgen.models.wan import Wan, WanConfig
+from jaxgen.pipelines import bundle
 from jaxgen.pipelines import conditioning
 from jaxgen.pipelines import text_to_video
 from jaxgen.pipelines.bundle import TextToVideoConfig
@@ -82,7 +83,7 @@ class T2VTask:
 
   def __init__(self, config: ml_collections.ConfigDict, dtype: Any = jnp.float32):
     masks.check_probabilities(config.masks)
-    experts = ("transformer", "transformer_2", "transformer_3")[:1 + sum(
+    experts = bundle.TRANSFORMER_NAMES[:1 + sum(
         config.get(k) is not None for k in ("boundary_ratio", "boundary_ratio_2"))]
     if config.batch_size < len(experts):
       raise ValueError(f"batch_size={config.batch_size}; expected at least one example per "
