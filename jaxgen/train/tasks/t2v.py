@@ -27,7 +27,6 @@ from jaxgen.diffusion.samplers import SamplerConfig, sample
 from jaxgen.models import vae_wan as vw
 from jaxgen.models.clip_text import CLIPTextConfig, CLIPTextModel
 from jaxgen.models.wan import Wan, WanConfig
-from jaxgen.pipelines import bundle
 from jaxgen.pipelines import conditioning
 from jaxgen.pipelines import text_to_video
 from jaxgen.pipelines.bundle import TextToVideoConfig
@@ -83,8 +82,10 @@ class T2VTask:
 
   def __init__(self, config: ml_collections.ConfigDict, dtype: Any = jnp.float32):
     masks.check_probabilities(config.masks)
-    experts = bundle.TRANSFORMER_NAMES[:1 + sum(
-        config.get(k) is not None for k in ("boundary_ratio", "boundary_ratio_2"))]
+    self.config, self.dtype = config, dtype
+    self.tokenizer = vocab.build_tokenizer()
+    # The bundle config checks the experts' boundaries; the latent statistics are not needed here.
+    experts = model_config(config, self.tokenizer).transformer_names
     if config.batch_size < len(experts):
       raise ValueError(f"batch_size={config.batch_size}; expected at least one example per "
                        f"noise-level expert ({len(experts)})")
@@ -92,8 +93,6 @@ class T2VTask:
     if not set(learns_text) <= set(experts):
       raise ValueError(f"text_encoder_experts={tuple(learns_text)!r}; expected names among "
                        f"{experts}")
-    self.config, self.dtype = config, dtype
-    self.tokenizer = vocab.build_tokenizer()
     empty = self.tokenizer([""], padding="max_length", max_length=vocab.MAX_LENGTH,
                            return_tensors="np")
     self.empty_ids = empty["input_ids"][0].astype(np.int32)  # <s> </s> <pad>...
