@@ -7,6 +7,7 @@ Each subcommand lives in its own module exposing `add_arguments(parser)` and
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
 
 # name -> (module, one-line help)
@@ -32,6 +33,9 @@ def _available():
 
 
 def main(argv=None) -> int:
+  # jaxgen takes only tokenizers from transformers, which then warns on import that PyTorch is
+  # missing: advice for people running transformers' models, noise before every command here.
+  os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
   parser = argparse.ArgumentParser(prog="jaxgen", description=__doc__.splitlines()[0])
   sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
   commands = _available()
