@@ -5,16 +5,19 @@ At the benchmark's Wan case (16x32x32 = 16,384 tokens, 8 heads of 64) attention 
 forward's FLOPs, so its form decides the ratio to diffusers. Forms:
   xla      jax.nn.dot_product_attention's portable path: [T, S] logits in memory
   fused    head-major einsums that XLA:CPU fuses into one kernel (no logits in memory)
-  blocked  a scan over key blocks with an online softmax (flash attention's loop), per block size
+  blocked  a scan over key blocks with an online softmax (flash attention's loop), per key block
+           and query chunk size ("blocked KEYSxQUERIES")
   torch    torch.nn.functional.scaled_dot_product_attention (what diffusers calls)
 
-  python experiments/bench_attention.py [--tokens 4096,16384] [--repeats 3] [--out FILE.json]
+  python experiments/bench_attention.py [--tokens 4096,16384] [--blocks 1024,2048]
+      [--q-chunks 8192] [--heads 8 --head-dim 64] [--repeats 3] [--out FILE.json]
 
 Prints one JSON object (per token count: median seconds, GFLOP/s and the ratio to torch of each
 form) and writes it atomically to --out.
 """
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -27,11 +30,10 @@ from jaxgen import files
 from jaxgen.bench import measure
 from jaxgen.nn import einsum_attention as ea
 
-HEADS, HEAD_DIM = 8, 64
-XLA_MAX_TOKENS = 8192  # the portable path holds [8, T, T] f32 logits: 2 GiB at 8k tokens
+XLA_MAX_TOKENS = 8192  # the portable path holds [N, T, T] f32 logits: 2 GiB at 8k tokens, 8 heads
 
 
-def forms(tokens: int, blocks: tuple[int, ...]) -> dict:
+def forms(tokens: int, blocks: tuple[int, ...], q_chunks: tuple[int, ...]) -> dict:
   """name -> jitted attention q, k, v [1, T, N, H] -> [1, T, N, H]."""
   out = {}
   if tokens <= XLA_MAX_TOKENS:
@@ -39,9 +41,10 @@ def forms(tokens: int, blocks: tuple[int, ...]) -> dict:
 
   out["fused"] = jax.jit(ea.fused_attention)
   for block in blocks:
-    if block < tokens:
-      out[f"blocked {block}"] = jax.jit(
-          lambda q, k, v, block=block: ea.blocked_attention(q, k, v, block=block))
+    for q_chunk in q_chunks:
+      if block < tokens:
+        out[f"blocked {block}x{q_chunk}"] = jax.jit(functools.partial(
+            ea.blocked_attention, block=block, q_chunk=q_chunk))
   return out
 
 
@@ -49,28 +52,34 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--tokens", default="4096,16384")
   parser.add_argument("--blocks", default="1024,2048,4096")
+  parser.add_argument("--q-chunks", default="8192")
+  parser.add_argument("--heads", type=int, default=8)
+  parser.add_argument("--head-dim", type=int, default=64)
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--out", default=None)
   args = parser.parse_args(argv)
   token_counts = [int(t) for t in args.tokens.split(",")]
   blocks = tuple(int(b) for b in args.blocks.split(","))
-  if args.repeats < 1 or min(token_counts) < 1 or min(blocks) < 1:
-    raise ValueError(f"--repeats, --tokens, --blocks: expected positive integers, got "
-                     f"{args.repeats}, {args.tokens}, {args.blocks}")
+  q_chunks = tuple(int(c) for c in args.q_chunks.split(","))
+  if min(args.repeats, args.heads, args.head_dim, *token_counts, *blocks, *q_chunks) < 1:
+    raise ValueError(f"--repeats, --heads, --head-dim, --tokens, --blocks, --q-chunks: expected "
+                     f"positive integers, got {args.repeats}, {args.heads}, {args.head_dim}, "
+                     f"{args.tokens}, {args.blocks}, {args.q_chunks}")
+  heads, head_dim = args.heads, args.head_dim
   import torch  # pylint: disable=g-import-not-at-top
   import torch.nn.functional as F  # pylint: disable=g-import-not-at-top
 
-  result = {"heads": HEADS, "head_dim": HEAD_DIM, "repeats": args.repeats,
+  result = {"heads": heads, "head_dim": head_dim, "repeats": args.repeats,
             "machine": {"cpu_count": os.cpu_count(), "jax": jax.__version__,
                         "torch": torch.__version__, "load_avg": list(os.getloadavg())},
             "cases": []}
   for tokens in token_counts:
     rng = np.random.default_rng(0)
-    q, k, v = (rng.standard_normal((1, tokens, HEADS, HEAD_DIM)).astype(np.float32)
+    q, k, v = (rng.standard_normal((1, tokens, heads, head_dim)).astype(np.float32)
                for _ in range(3))
-    flops = 4 * HEADS * tokens * tokens * HEAD_DIM  # q·kᵀ and p·v
+    flops = 4 * heads * tokens * tokens * head_dim  # q·kᵀ and p·v
     calls, reference = {}, None
-    for name, fn in forms(tokens, blocks).items():
+    for name, fn in forms(tokens, blocks, q_chunks).items():
       args_j = tuple(jnp.asarray(x) for x in (q, k, v))
       compiled = fn.lower(*args_j).compile()
       out = np.asarray(compiled(*args_j))
