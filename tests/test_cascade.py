@@ -204,8 +204,16 @@ def test_stage_evaluation_against_naive_upsampling(tmp_path, tsr):
   # Frame repetition of the truth's even frames is already close; an untrained stage is noise.
   assert result["psnr_db"]["naive"] > 15 > result["psnr_db"]["stage"]
   assert result["oracle"]["ground_truth"]["all_attributes_accuracy"] == 1.0
-  with pytest.raises(ValueError, match="--steps=3 is not supported with a cascade or stage"):
-    cli.run(parser.parse_args(["--model", str(path), "--steps", "3"]))
+  # The bundle's sampling settings can be overridden for a stage, not for a cascade.
+  assert cli.run(parser.parse_args(["--model", str(path), "--num-videos", "2", "--steps", "1",
+                                    "--sampler", "ddim", "--aug-level", "0", "--output",
+                                    str(out)])) == 0
+  result = json.loads(out.read_text())
+  assert (result["steps"], result["sampler"], result["aug_level"]) == (1, "ddim", 0.0)
+  with pytest.raises(ValueError, match="--steps=3 is not supported with a cascade"):
+    cli.run(parser.parse_args(["--model", "moving-digits-cascade", "--steps", "3"]))
+  with pytest.raises(ValueError, match="--aug-level=0.2 is not supported with model='moving-di"):
+    cli.run(parser.parse_args(["--model", "moving-digits", "--aug-level", "0.2"]))
   truth = np.zeros((2, 4, 4, 3), np.uint8)
   np.testing.assert_allclose(cascade_eval.psnr(truth + 5, truth), 20 * np.log10(255 / 5))
 

@@ -7,6 +7,7 @@ lower-stage input made from it as in training: PSNR to the truth and the oracle'
 stage's size and frame rate, with the time each stage takes.
 """
 
+import dataclasses
 import os
 import time
 
@@ -42,11 +43,20 @@ def _batches(n: int, batch_size: int):
 
 
 def evaluate_stage(path: str, *, num_videos: int = 64, batch_size: int = 16, seed: int = 0,
-                   data_seed: int = 0) -> dict:
-  """A stage bundle at `path` against naive upsampling on held-out ground truth."""
+                   data_seed: int = 0, steps: int | None = None, sampler: str | None = None,
+                   guidance: float | None = None, aug_level: float | None = None) -> dict:
+  """A stage bundle at `path` against naive upsampling on held-out ground truth.
+
+  steps, sampler, guidance, aug_level: sampling settings in place of the bundle's (None: its own).
+  """
   from jaxgen.models.tokenizers import load_tokenizer  # pylint: disable=g-import-not-at-top
 
   config, params = cascade_lib.load_stage(path)
+  config = dataclasses.replace(
+      config, sampler=dataclasses.replace(config.sampler, name=sampler or config.sampler.name,
+                                          num_steps=steps or config.sampler.num_steps),
+      guidance_scale=config.guidance_scale if guidance is None else guidance,
+      aug_level=config.aug_level if aug_level is None else aug_level)
   params = jax.tree.map(jnp.asarray, params)
   tokenizer = load_tokenizer(os.path.join(path, "tokenizer"),
                              max_length=config.text_encoder.max_length)

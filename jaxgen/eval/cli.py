@@ -20,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
   parser.add_argument("--sampler", default=None)
   parser.add_argument("--guidance", type=float, default=None)
+  parser.add_argument("--aug-level", type=float, default=None,
+                      help="a stage's noise-augmentation level of its input (default: the bundle's)")
   parser.add_argument("--seed", type=int, default=0, help="sampling seed")
   parser.add_argument("--data-seed", type=int, default=0, help="seed of the Moving Digits test split")
   parser.add_argument("--output", default=None, help="also write the JSON to this file")
@@ -39,17 +41,22 @@ def run(args: argparse.Namespace) -> int:
   from jaxgen.pipelines.load import load_pipeline  # pylint: disable=g-import-not-at-top
 
   stage = args.model and cascade.stage_dir(args.model)
-  if args.model in cascade.cascade_names() or stage:
+  kwargs = dict(num_videos=args.num_videos, batch_size=args.batch_size, seed=args.seed,
+                data_seed=args.data_seed)
+  if stage:
+    result = cascade_eval.evaluate_stage(stage, steps=args.steps, sampler=args.sampler,
+                                         guidance=args.guidance, aug_level=args.aug_level, **kwargs)
+    return _report(result, args.output)
+  if args.aug_level is not None:
+    raise ValueError(f"--aug-level={args.aug_level!r} is not supported with model={args.model!r}; "
+                     f"expected a TSR/SSR stage (the level its input is noised to)")
+  if args.model in cascade.cascade_names():
     # Each stage samples with its own sampler, steps and guidance, set in its bundle.
     for name in ("steps", "sampler", "guidance"):
       if getattr(args, name) is not None:
-        raise ValueError(f"--{name}={getattr(args, name)!r} is not supported with a cascade or stage "
+        raise ValueError(f"--{name}={getattr(args, name)!r} is not supported with a cascade "
                          f"(model={args.model!r}); each stage uses the settings in its bundle")
-    kwargs = dict(num_videos=args.num_videos, batch_size=args.batch_size, seed=args.seed,
-                  data_seed=args.data_seed)
-    result = (cascade_eval.evaluate_stage(stage, **kwargs) if stage
-              else cascade_eval.evaluate_cascade(args.model, **kwargs))
-    return _report(result, args.output)
+    return _report(cascade_eval.evaluate_cascade(args.model, **kwargs), args.output)
 
   pipe, note = load_pipeline(args.model)
   if note:
