@@ -115,6 +115,34 @@ def test_aug_level_reaches_the_network(ssr):
   assert float(jnp.linalg.norm(a - b) / jnp.linalg.norm(a)) > 1e-3
 
 
+def test_tsr_is_told_which_frames_were_given(tsr, ssr):
+  """TSR's extra input channel marks the lower stage's frames (1) apart from their repeats (0)."""
+  from jaxgen.models.superres import SuperResConfig, SuperResDiT, given_frames
+  np.testing.assert_array_equal(given_frames(6, 2), [1, 0, 1, 0, 1, 0])
+  config, params = tsr
+  assert (config.model.dit.in_channels, ssr[0].model.dit.in_channels) == (7, 6)
+  with pytest.raises(ValueError, match="in/out channels 6/3; expected 7/3"):
+    SuperResConfig(ssr[0].model.dit, temporal_factor=2)
+  net = SuperResDiT(config.model)
+  x = jax.random.normal(jax.random.key(0), (1, 4, 8, 8, 3))
+  context = jax.random.normal(jax.random.key(2), (1, 5, 32))
+  apply = jax.jit(lambda p: net.apply({"params": p}, x, jnp.full((1,), 500.0), x,
+                                      jnp.zeros((1,)), context))
+  # Without the given-frame channel's weights the output changes: the channel reaches the network.
+  kernel = params["transformer"]["patch_embed"]["proj"]["kernel"]
+  blind = kernel.reshape(4, 7, -1).at[:, 6].set(0.0).reshape(kernel.shape)
+  other = dict(params["transformer"])
+  other["patch_embed"] = {"proj": {**other["patch_embed"]["proj"], "kernel": blind}}
+  a, b = apply(params["transformer"]), apply(other)
+  assert float(jnp.linalg.norm(a - b) / jnp.linalg.norm(a)) > 1e-3
+  # Absolute sin-cos positions (config.dit.pos_embed) add no parameters but reach the output.
+  sincos = dataclasses.replace(config.model, dit=dataclasses.replace(config.model.dit,
+                                                                     pos_embed="sincos"))
+  c = SuperResDiT(sincos).apply({"params": params["transformer"]}, x, jnp.full((1,), 500.0), x,
+                                jnp.zeros((1,)), context)
+  assert float(jnp.linalg.norm(a - c) / jnp.linalg.norm(a)) > 1e-3
+
+
 def test_stage_output_shapes_and_aug_level_changes_samples(tsr, ssr):
   ids, mask = _stage_inputs(2)
   low = jnp.zeros((2, 3, 8, 8, 3))

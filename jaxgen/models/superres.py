@@ -1,9 +1,12 @@
 """Imagen Video's super-resolution stages (Ho et al. 2022, §2.1-2.5): TSR (more frames) and SSR
 (more pixels), each a diffusion model conditioned on the stage below.
 
-The network is the Wan 2.1 video DiT (jaxgen.models.wan) with in_channels = 2·C: the noisy video
-concatenated channel-wise with the lower stage's output, upsampled (frame repetition in time,
-bilinear in space, jaxgen.pipelines.upsample) and noise-augmented (jaxgen.diffusion.augment).
+The network is the Wan 2.1 video DiT (jaxgen.models.wan) with in_channels = 2·C (+1 for TSR): the
+noisy video concatenated channel-wise with the lower stage's output, upsampled (frame repetition
+in time, bilinear in space, jaxgen.pipelines.upsample) and noise-augmented
+(jaxgen.diffusion.augment). A TSR stage also gets a channel that is 1 on the frames the lower
+stage gave and 0 on their repeats: the frames it must keep and the ones it must draw anew look
+alike after repetition and augmentation, and relative positions (RoPE) cannot tell them apart.
 The augmentation level a enters as a second sinusoidal embedding added to the timestep embedding,
 so it reaches every block's adaLN modulation. Wan's module has no input for that extra
 embedding, so `SuperResDiT` composes Wan's layers itself; its params are Wan's plus `aug_embed`.
@@ -37,6 +40,7 @@ from jaxgen.nn.linear import Linear
 from jaxgen.nn.modulation import AdaLNSingle, chunks, modulate, ScaleShiftTable
 from jaxgen.nn.norms import layer_norm
 from jaxgen.nn.patch import PatchEmbed, unpatchify
+from jaxgen.nn.positions import sincos_3d
 from jaxgen.nn.rope import rope_3d
 from jaxgen.nn.scan import scan_layers
 
@@ -44,11 +48,21 @@ TEMPORAL_FACTORS = (1, 2)  # TSR doubles the frame count
 SPATIAL_FACTORS = (1, 2, 4)  # SSR raises height and width ×2 or ×4
 
 
+def input_channels(temporal_factor: int, channels: int = 3) -> int:
+  """The stage network's input channels: noisy video, upsampled input, and for TSR given frames."""
+  return 2 * channels + (temporal_factor > 1)
+
+
+def given_frames(frames: int, temporal_factor: int) -> jax.Array:
+  """[frames] float: 1 on the lower stage's frames (every temporal_factor-th), 0 on the repeats."""
+  return (jnp.arange(frames) % temporal_factor == 0).astype(jnp.float32)
+
+
 @dataclasses.dataclass(frozen=True)
 class SuperResConfig:
   """A TSR or SSR stage network: a Wan DiT over [noisy video, upsampled lower stage]."""
 
-  dit: WanConfig  # in_channels = 2·channels, out_channels = channels
+  dit: WanConfig  # in_channels = input_channels(temporal_factor), out_channels = channels
   temporal_factor: int = 1  # 2: TSR
   spatial_factor: int = 1  # 2 or 4: SSR
   channels: int = 3  # RGB pixels
@@ -64,9 +78,11 @@ class SuperResConfig:
     if (self.temporal_factor, self.spatial_factor) == (1, 1):
       raise ValueError("temporal_factor=1 and spatial_factor=1: a stage must raise the frame "
                        "count (TSR) or the size (SSR)")
-    if self.dit.in_channels != 2 * self.channels or self.dit.out_channels != self.channels:
+    expected = input_channels(self.temporal_factor, self.channels)
+    if self.dit.in_channels != expected or self.dit.out_channels != self.channels:
       raise ValueError(f"dit has in/out channels {self.dit.in_channels}/{self.dit.out_channels}; "
-                       f"expected {2 * self.channels}/{self.channels} (noisy + upsampled input)")
+                       f"expected {expected}/{self.channels} (noisy + upsampled input"
+                       f"{' + given-frame channel' if self.temporal_factor > 1 else ''})")
 
   @property
   def kind(self) -> str:
@@ -125,8 +141,15 @@ class SuperResDiT(nn.Module):
     d = cfg.hidden_size
     rope = tuple(jnp.asarray(r) for r in rope_3d(grid, cfg.head_dim, cfg.rope_theta))
 
-    h = jnp.concatenate([x, low.astype(x.dtype)], axis=-1)
-    h = constrain(PatchEmbed(cfg.patch_size, d, cfg.dtype, name="patch_embed")(h), TOKENS)
+    inputs = [x, low.astype(x.dtype)]
+    tf = self.config.temporal_factor
+    if tf > 1:
+      given = given_frames(x.shape[1], tf).astype(x.dtype)[None, :, None, None, None]
+      inputs.append(jnp.broadcast_to(given, x.shape[:-1] + (1,)))
+    h = PatchEmbed(cfg.patch_size, d, cfg.dtype, name="patch_embed")(jnp.concatenate(inputs, -1))
+    if cfg.pos_embed == "sincos":
+      h = h + jnp.asarray(sincos_3d(d, *grid, theta=cfg.rope_theta).reshape(1, -1, d), h.dtype)
+    h = constrain(h, TOKENS)
     temb = TimestepEmbedder(d, cfg.freq_dim, True, 0.0, name="time_embed")(t)
     aug = aug_level.astype(jnp.float32) * self.config.aug_time_scale
     temb = temb + TimestepEmbedder(d, cfg.freq_dim, True, 0.0, name="aug_embed")(aug)

@@ -27,7 +27,7 @@ from jaxgen.diffusion import parameterization
 from jaxgen.diffusion import schedules
 from jaxgen.diffusion.samplers import SamplerConfig, sample
 from jaxgen.models.clip_text import CLIPTextConfig, CLIPTextModel
-from jaxgen.models.superres import SuperResConfig, SuperResDiT
+from jaxgen.models.superres import SuperResConfig, SuperResDiT, input_channels
 from jaxgen.pipelines import upsample as upsample_lib
 from jaxgen.pipelines.pixels import to_uint8, to_unit_range
 from jaxgen.zoo import native
@@ -291,9 +291,9 @@ def random_tiny_stage(temporal_factor: int, spatial_factor: int, seed: int = 0, 
                         eos_token_id=tokenizer.eos_token_id)
   patch = (1, 2 * spatial_factor, 2 * spatial_factor)  # tokens per frame as at the input size
   model = SuperResConfig(
-      WanConfig(patch_size=patch, in_channels=6, out_channels=3, num_layers=1, num_heads=2,
-                head_dim=16, ffn_dim=64, text_dim=32, freq_dim=32, rope_max_seq_len=64,
-                attention=attention),
+      WanConfig(patch_size=patch, in_channels=input_channels(temporal_factor), out_channels=3,
+                num_layers=1, num_heads=2, head_dim=16, ffn_dim=64, text_dim=32, freq_dim=32,
+                rope_max_seq_len=64, attention=attention),
       temporal_factor=temporal_factor, spatial_factor=spatial_factor)
   config = StageConfig(model, text, sampler=SamplerConfig("dpmpp_2m", num_steps),
                        description="randomly initialised; for tests and smoke runs")

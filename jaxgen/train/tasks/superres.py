@@ -25,7 +25,7 @@ from jaxgen.diffusion import parameterization as param
 from jaxgen.diffusion import schedules
 from jaxgen.diffusion.samplers import SamplerConfig
 from jaxgen.models.clip_text import CLIPTextConfig, CLIPTextModel
-from jaxgen.models.superres import SuperResConfig, SuperResDiT
+from jaxgen.models.superres import SuperResConfig, SuperResDiT, input_channels
 from jaxgen.models.wan import WanConfig
 from jaxgen.pipelines import cascade
 from jaxgen.pipelines.pixels import to_uint8, to_unit_range
@@ -44,10 +44,12 @@ def stage_config(config: ml_collections.ConfigDict, tokenizer: Any,
       num_layers=t.num_layers, num_heads=t.num_heads, max_length=vocab.MAX_LENGTH,
       hidden_act="gelu", eos_token_id=tokenizer.eos_token_id, dtype=dtype)
   dit = WanConfig(
-      patch_size=tuple(d.patch_size), in_channels=6, out_channels=3, num_layers=d.num_layers,
-      num_heads=d.num_heads, head_dim=d.head_dim, ffn_dim=d.ffn_dim, text_dim=t.width,
-      freq_dim=d.freq_dim, rope_max_seq_len=d.rope_max_seq_len, attention=d.attention,
-      dtype=dtype, remat_policy=d.remat_policy)
+      patch_size=tuple(d.patch_size), in_channels=input_channels(st.temporal_factor),
+      out_channels=3, num_layers=d.num_layers, num_heads=d.num_heads, head_dim=d.head_dim,
+      ffn_dim=d.ffn_dim, text_dim=t.width, freq_dim=d.freq_dim,
+      rope_max_seq_len=d.rope_max_seq_len, rope_theta=d.get("rope_theta", 10000.0),
+      pos_embed=d.get("pos_embed", None), attention=d.attention, dtype=dtype,
+      remat_policy=d.remat_policy)
   model = SuperResConfig(dit, temporal_factor=st.temporal_factor,
                          spatial_factor=st.spatial_factor)
   return cascade.StageConfig(
