@@ -6,7 +6,7 @@ noisy video concatenated channel-wise with the lower stage's output, upsampled (
 in time, bilinear in space, jaxgen.pipelines.upsample) and noise-augmented
 (jaxgen.diffusion.augment). A TSR stage also gets a channel that is 1 on the frames the lower
 stage gave and 0 on their repeats: the frames it must keep and the ones it must draw anew look
-alike after repetition and augmentation, and relative positions (RoPE) cannot tell them apart.
+alike after repetition and augmentation, and relative positions (RoPE) do not say which is which.
 The augmentation level a enters as a second sinusoidal embedding added to the timestep embedding,
 so it reaches every block's adaLN modulation. Wan's module has no input for that extra
 embedding, so `SuperResDiT` composes Wan's layers itself; its params are Wan's plus `aug_embed`.
