@@ -26,9 +26,4 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.data.clip_frames = 2 if arg == "runlocal" else 4
   c.batch_size = 4 if arg == "runlocal" else 8
   c.num_steps = 20 if arg == "runlocal" else 500  # 2x the tokens of a TSR step
-  # Few steps: the 32x32 input leaves little to invent, and each step past the first trades PSNR
-  # for sharpness. Held-out, 64 videos (jaxgen eval --model moving-digits-ssr --steps N): DDIM 1
-  # step 34.1 dB, 2 steps 33.7, 4 33.3, 8 33.0, DPM-Solver++(2M) 20 steps 32.6; naive 33.1.
-  c.sampling.sampler = "ddim"
-  c.sampling.num_steps = 2
   return c

@@ -57,8 +57,12 @@ def stage_base_config(arg: str, description: str) -> ml_collections.ConfigDict:
   c.dit.remat_policy = "none"
 
   c.sampling = ml_collections.ConfigDict()  # samples.png, and the bundle's defaults
-  c.sampling.sampler = "dpmpp_2m"
-  c.sampling.num_steps = 20
+  # Few steps: the lower stage leaves little to invent, and each step past the first trades PSNR
+  # for sharpness. Held-out, 64 videos (jaxgen eval --model STAGE --sampler ddim --steps N), PSNR
+  # at 1 / 2 / 4 / 8 steps: SSR 34.1 / 33.7 / 33.3 / 33.0 dB (DPM-Solver++(2M), 20 steps: 32.6;
+  # naive 33.1); TSR (2,000 steps) 27.0 / 26.6 / 26.0 / 25.4 dB (naive 24.8).
+  c.sampling.sampler = "ddim"
+  c.sampling.num_steps = 2
   c.sampling.guidance_scale = 1.0  # the lower stage already carries the content
   c.sampling.aug_level = 0.1  # Ho et al. 2021 §4.3: a small fixed level at sampling
   return c
