@@ -7,6 +7,10 @@ low expert trains: the levels below 0.4, where the noisy video shows the digit, 
 The text encoder learns through the high expert only (the default): a first three-expert run
 that also let the middle expert train it lost the direction words (direction 12.9%).
 
+Not the shipped recipe: this run (3,000 steps, 96 min beside other jobs) scored digit 11.9%,
+colour 96.9%, direction 30.0%, all attributes 2.0% (jaxgen eval --num-videos 256), against the
+two-expert model's 9.8%, 98.4%, 79.6%, 5.5%. Kept to reproduce that comparison.
+
   jaxgen train --config experiments/configs/moving_digits_t2v_three.py --workdir ~/jaxgen/runs/t2v_three
 """
 
