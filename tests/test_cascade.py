@@ -246,6 +246,19 @@ def test_stage_evaluation_against_naive_upsampling(tmp_path, tsr):
   np.testing.assert_allclose(cascade_eval.psnr(truth + 5, truth), 20 * np.log10(255 / 5))
 
 
+def test_shipped_cascade_keeps_what_the_base_drew():
+  """moving-digits-cascade from the package's weights: 17x32x32 -> 34x32x32 -> 34x64x64, and the
+  oracle reads the same objects, colours and directions after every stage."""
+  from jaxgen.eval import oracle
+  pipe, note = cascade_lib.load_cascade("moving-digits-cascade")
+  assert note is None  # the trained stages are installed, not the random stand-ins
+  stages = pipe("a red 7 moving right", seed=0, return_stages=True)
+  assert [v.shape for v in stages] == [(1, 17, 32, 32, 3), (1, 34, 32, 32, 3), (1, 34, 64, 64, 3)]
+  readings = [oracle.read_video(v[0], rate=r) for v, r in zip(stages, (1, 2, 2))]
+  seen = [[(r.color, r.direction) for r in reading] for reading in readings]
+  assert seen[0] and seen[0] == seen[1] == seen[2]
+
+
 def test_load_cascade_names():
   with pytest.raises(ValueError, match="moving-digits-cascade"):
     cascade_lib.load_cascade("nope")
