@@ -3,6 +3,7 @@
 import dataclasses
 import functools
 import os
+import warnings
 
 import imageio.v3 as iio
 import jax
@@ -127,10 +128,14 @@ def test_task_masks():
 @pytest.mark.parametrize("ext", [".gif", ".mp4"])
 def test_cli_writes_videos(tmp_path, ext, capsys):
   out = str(tmp_path / f"seven{ext}")
-  assert cli.main(["generate", "a red 7 moving right", "-o", out, "--model", "random-tiny",
-                   "--steps", str(STEPS), "--upscale", "2"]) == 0
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    assert cli.main(["generate", "a red 7 moving right", "-o", out, "--model", "random-tiny",
+                     "--steps", str(STEPS), "--upscale", "2"]) == 0
   assert iio.imread(out).shape == (17, 64, 64, 3)
   assert "wrote" in capsys.readouterr().out
+  # ffmpeg's subprocess (fork, then exec at once) must not raise JAX's fork warning at users.
+  assert not [w for w in caught if "os.fork" in str(w.message)]
 
 
 def test_cli_writes_png_frames_and_several_videos(tmp_path):

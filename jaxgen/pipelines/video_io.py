@@ -2,6 +2,7 @@
 
 import os
 import tempfile
+import warnings
 
 import numpy as np
 
@@ -48,7 +49,12 @@ def write_video(path: str, video: np.ndarray, fps: float = 8.0) -> list[str]:
       if ext == ".gif":
         iio.imwrite(tmp, data, extension=".gif", duration=1000.0 / fps, loop=0)
       elif ext == ".mp4":  # imageio-ffmpeg; macro_block_size=1 keeps sizes that are not multiples of 16
-        iio.imwrite(tmp, data, extension=".mp4", fps=fps, macro_block_size=1)
+        with warnings.catch_warnings():
+          # ffmpeg runs as a subprocess, whose fork is followed at once by exec: the deadlock
+          # JAX warns of (a forked child running Python while JAX's threads hold locks) cannot
+          # happen there.
+          warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
+          iio.imwrite(tmp, data, extension=".mp4", fps=fps, macro_block_size=1)
       else:
         iio.imwrite(tmp, data, extension=".png")
       os.replace(tmp, target)
