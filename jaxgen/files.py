@@ -4,6 +4,14 @@ import os
 import tempfile
 
 
+def usual_mode(path: str, directory: bool = False) -> None:
+  """Gives `path` the permissions open() or mkdir() would have: mkstemp and mkdtemp make
+  temporaries private (0600, 0700), which would otherwise stay on the renamed result."""
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(path, (0o777 if directory else 0o666) & ~umask)
+
+
 def write_text(path: str | os.PathLike, text: str) -> str:
   """Writes `text` to `path` through a temporary file beside it and a rename; returns the path."""
   path = os.path.abspath(os.fspath(path))
@@ -11,6 +19,7 @@ def write_text(path: str | os.PathLike, text: str) -> str:
   try:
     with os.fdopen(fd, "w") as f:
       f.write(text)
+    usual_mode(tmp)
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):

@@ -208,6 +208,9 @@ def test_stage_bundle_round_trip(tmp_path, tsr):
   path = cascade_lib.save_stage(tmp_path / "tsr", config, params, vocab.build_tokenizer())
   loaded, loaded_params = cascade_lib.load_stage(path)
   assert loaded == config
+  umask = os.umask(0)
+  os.umask(umask)
+  assert os.stat(path).st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's private 0700
   jax.tree.map(np.testing.assert_array_equal, loaded_params, jax.tree.map(np.asarray, params))
   with pytest.raises(ValueError, match="stage bundle"):
     cascade_lib.load_stage(tmp_path)
@@ -227,6 +230,9 @@ def test_stage_evaluation_against_naive_upsampling(tmp_path, tsr):
   assert cli.run(parser.parse_args(["--model", str(path), "--num-videos", "2", "--batch-size",
                                     "2", "--output", str(out)])) == 0
   result = json.loads(out.read_text())
+  umask = os.umask(0)
+  os.umask(umask)
+  assert os.stat(out).st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
   assert result["kind"] == "tsr" and result["input_shape"] == [17, 32, 32]
   assert result["output_shape"] == [34, 32, 32]
   # Frame repetition of the truth's even frames is already close; an untrained stage is noise.

@@ -136,6 +136,10 @@ def test_cli_writes_videos(tmp_path, ext, capsys):
   assert "wrote" in capsys.readouterr().out
   # ffmpeg's subprocess (fork, then exec at once) must not raise JAX's fork warning at users.
   assert not [w for w in caught if "os.fork" in str(w.message)]
+  # Readable as a file open() made would be, not private like the temporary it was written as.
+  umask = os.umask(0)
+  os.umask(umask)
+  assert os.stat(out).st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_cli_writes_png_frames_and_several_videos(tmp_path):

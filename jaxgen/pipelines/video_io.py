@@ -6,6 +6,8 @@ import warnings
 
 import numpy as np
 
+from jaxgen import files
+
 FORMATS = (".gif", ".mp4", ".png")
 
 
@@ -57,6 +59,7 @@ def write_video(path: str, video: np.ndarray, fps: float = 8.0) -> list[str]:
           iio.imwrite(tmp, data, extension=".mp4", fps=fps, macro_block_size=1)
       else:
         iio.imwrite(tmp, data, extension=".png")
+      files.usual_mode(tmp)
       os.replace(tmp, target)
     except BaseException:
       if os.path.exists(tmp):

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from typing import Any, Callable
 
+from jaxgen import files
 from jaxgen.zoo import checkpoint
 from jaxgen.zoo import families
 
@@ -104,6 +105,7 @@ def write_directory(dst: str, fill: Callable[[str], None]) -> None:
   tmp = tempfile.mkdtemp(prefix=os.path.basename(dst) + ".tmp-", dir=parent)
   try:
     fill(tmp)
+    files.usual_mode(tmp, directory=True)
     if os.path.exists(dst):  # move the old one aside first, so a crash keeps one copy.
       old = tempfile.mkdtemp(prefix=os.path.basename(dst) + ".old-", dir=parent)
       os.rename(dst, os.path.join(old, "x"))
