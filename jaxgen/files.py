@@ -2,6 +2,7 @@
 
 import os
 import tempfile
+from collections.abc import Callable
 
 
 def usual_mode(path: str, directory: bool = False) -> None:
@@ -12,13 +13,17 @@ def usual_mode(path: str, directory: bool = False) -> None:
   os.chmod(path, (0o777 if directory else 0o666) & ~umask)
 
 
-def write_text(path: str | os.PathLike, text: str) -> str:
-  """Writes `text` to `path` through a temporary file beside it and a rename; returns the path."""
+def write_file(path: str | os.PathLike, write: Callable[[str], None]) -> str:
+  """Writes `path` atomically: `write(tmp)` fills a temporary file beside it (with the same
+  extension, for writers that pick the format from it), which is then renamed into place with the
+  usual permissions. On any error the temporary is removed and `path` is untouched. Returns the
+  absolute path."""
   path = os.path.abspath(os.fspath(path))
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=os.path.basename(path) + ".tmp-")
+  directory, name = os.path.split(path)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=name + ".tmp-", suffix=os.path.splitext(name)[1])
+  os.close(fd)
   try:
-    with os.fdopen(fd, "w") as f:
-      f.write(text)
+    write(tmp)
     usual_mode(tmp)
     os.replace(tmp, path)
   except BaseException:
@@ -26,3 +31,12 @@ def write_text(path: str | os.PathLike, text: str) -> str:
       os.remove(tmp)
     raise
   return path
+
+
+def write_text(path: str | os.PathLike, text: str) -> str:
+  """Writes `text` to `path` atomically (write_file); returns the absolute path."""
+  def write(tmp: str) -> None:
+    with open(tmp, "w") as f:
+      f.write(text)
+
+  return write_file(path, write)

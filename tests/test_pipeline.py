@@ -173,6 +173,24 @@ def test_cli_errors_name_the_argument(argv, match, capsys, tmp_path, monkeypatch
   assert not os.listdir(tmp_path)  # nothing half-written
 
 
+def test_write_file_is_atomic(tmp_path):
+  """jaxgen.files.write_file, which every file output goes through: the writer fills a temporary
+  with the target's extension; a failing writer leaves the old file and no temporary behind."""
+  from jaxgen import files
+  target = tmp_path / "out.json"
+  seen = []
+  files.write_file(target, lambda tmp: (seen.append(tmp), open(tmp, "w").write("old")))
+  assert seen[0].endswith(".json") and target.read_text() == "old"
+
+  def fail(tmp):
+    open(tmp, "w").write("half")
+    raise OSError("disk full")
+
+  with pytest.raises(OSError, match="disk full"):
+    files.write_file(target, fail)
+  assert target.read_text() == "old" and os.listdir(tmp_path) == ["out.json"]
+
+
 def test_cli_cascade_rejects_per_run_sampler_settings(capsys):
   assert cli.main(["generate", "a red 7 moving right", "-o", "x.gif", "--model", "random-tiny-cascade",
                    "--steps", "3"]) == 2

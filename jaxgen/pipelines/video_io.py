@@ -1,7 +1,7 @@
 """Writing videos: GIF, MP4 or numbered PNG frames, chosen by extension, written atomically."""
 
+import functools
 import os
-import tempfile
 import warnings
 
 import numpy as np
@@ -30,41 +30,31 @@ def write_video(path: str, video: np.ndarray, fps: float = 8.0) -> list[str]:
   .gif loops forever; .mp4 is H.264 through imageio-ffmpeg; .png writes one file per
   frame, PATH_000.png, PATH_001.png, ... Each file appears whole or not at all.
   """
-  import imageio.v3 as iio  # pylint: disable=g-import-not-at-top
-
   ext = check_output(path)
   video = np.asarray(video)
   if video.dtype != np.uint8 or video.ndim != 4 or video.shape[-1] != 3:
     raise ValueError(f"video has dtype {video.dtype} and shape {video.shape}; expected uint8 [T, H, W, 3]")
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   if ext == ".png":
     stem = os.path.splitext(path)[0]
     targets = [(f"{stem}_{i:03d}.png", frame) for i, frame in enumerate(video)]
   else:
     targets = [(path, video)]
-  written = []
   for target, data in targets:
-    fd, tmp = tempfile.mkstemp(suffix=ext, dir=directory)
-    os.close(fd)
-    try:
-      if ext == ".gif":
-        iio.imwrite(tmp, data, extension=".gif", duration=1000.0 / fps, loop=0)
-      elif ext == ".mp4":  # imageio-ffmpeg; macro_block_size=1 keeps sizes that are not multiples of 16
-        with warnings.catch_warnings():
-          # ffmpeg runs as a subprocess, whose fork is followed at once by exec: the deadlock
-          # JAX warns of (a forked child running Python while JAX's threads hold locks) cannot
-          # happen there.
-          warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
-          iio.imwrite(tmp, data, extension=".mp4", fps=fps, macro_block_size=1)
-      else:
-        iio.imwrite(tmp, data, extension=".png")
-      files.usual_mode(tmp)
-      os.replace(tmp, target)
-    except BaseException:
-      if os.path.exists(tmp):
-        os.remove(tmp)
-      raise
-    written.append(target)
-  return written
+    files.write_file(target, functools.partial(_write, ext=ext, data=data, fps=fps))
+  return [target for target, _ in targets]
 
+
+def _write(tmp: str, *, ext: str, data: np.ndarray, fps: float) -> None:
+  import imageio.v3 as iio  # pylint: disable=g-import-not-at-top
+
+  if ext == ".gif":
+    iio.imwrite(tmp, data, extension=".gif", duration=1000.0 / fps, loop=0)
+  elif ext == ".mp4":  # imageio-ffmpeg; macro_block_size=1 keeps sizes that are not multiples of 16
+    with warnings.catch_warnings():
+      # ffmpeg runs as a subprocess, whose fork is followed at once by exec: the deadlock JAX
+      # warns of (a forked child running Python while JAX's threads hold locks) cannot happen.
+      warnings.filterwarnings("ignore", message="os.fork", category=RuntimeWarning)
+      iio.imwrite(tmp, data, extension=".mp4", fps=fps, macro_block_size=1)
+  else:
+    iio.imwrite(tmp, data, extension=".png")

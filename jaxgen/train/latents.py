@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgen import files
 from jaxgen.models import vae_wan as vw
 from jaxgen.pipelines.pixels import to_unit_range
 from jaxgen.train import checkpoint as ckpt_lib
@@ -61,9 +62,7 @@ def cached(cache_dir: str, split: str, config: vw.AutoencoderKLWanConfig, vae_wo
   if not os.path.exists(path):
     os.makedirs(cache_dir, exist_ok=True)
     mean, std = encode_source(config, ckpt_lib.restore_params(vae_workdir), source)
-    with open(path + ".tmp", "wb") as f:
-      np.savez(f, mean=mean, std=std)
-    os.replace(path + ".tmp", path)
+    files.write_file(path, lambda tmp: np.savez(tmp, mean=mean, std=std))
     if split == "train":
       write_stats(cache_dir, *channel_stats(mean))
   with np.load(path) as data:

@@ -3,17 +3,12 @@
 Drawn with Pillow (already required by imageio) rather than matplotlib, which is not a dependency.
 """
 
-import os
 from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-
-def _atomic_save(image: Image.Image, path: str) -> None:
-  tmp = path + ".tmp.png"
-  image.save(tmp)
-  os.replace(tmp, path)
+from jaxgen import files
 
 
 def write_curve(path: str, steps: Sequence[float], values: Sequence[float], *,
@@ -29,7 +24,7 @@ def write_curve(path: str, steps: Sequence[float], values: Sequence[float], *,
   draw.text((left, 8), title, fill="black")
   draw.rectangle([left, top, width - right, height - bottom], outline="black")
   if len(values) == 0:
-    _atomic_save(image, path)
+    files.write_file(path, image.save)
     return
   log = bool(np.all(values > 0))
   y = np.log10(values) if log else values
@@ -53,7 +48,7 @@ def write_curve(path: str, steps: Sequence[float], values: Sequence[float], *,
     draw.ellipse([px[0] - 2, py[0] - 2, px[0] + 2, py[0] + 2], fill="navy")
   else:
     draw.line(list(zip(px.tolist(), py.tolist())), fill="navy", width=2)
-  _atomic_save(image, path)
+  files.write_file(path, image.save)
 
 
 def video_grid(videos: np.ndarray, scale: int = 2, gap: int = 2) -> np.ndarray:
@@ -73,5 +68,5 @@ def video_grid(videos: np.ndarray, scale: int = 2, gap: int = 2) -> np.ndarray:
 
 def write_video_grid(path: str, videos: np.ndarray, scale: int = 2) -> None:
   """Writes `video_grid(videos)` as a PNG."""
-  _atomic_save(Image.fromarray(video_grid(videos, scale)), path)
+  files.write_file(path, Image.fromarray(video_grid(videos, scale)).save)
 

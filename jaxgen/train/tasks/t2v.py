@@ -89,9 +89,10 @@ class T2VTask:
     if config.batch_size < len(experts):
       raise ValueError(f"batch_size={config.batch_size}; expected at least one example per "
                        f"noise-level expert ({len(experts)})")
-    learns_text = config.get("text_encoder_experts", ("transformer",))
-    if not set(learns_text) <= set(experts):
-      raise ValueError(f"text_encoder_experts={tuple(learns_text)!r}; expected names among "
+    # The experts whose gradient reaches the text encoder (see loss).
+    self.text_encoder_experts = tuple(config.get("text_encoder_experts", ("transformer",)))
+    if not set(self.text_encoder_experts) <= set(experts):
+      raise ValueError(f"text_encoder_experts={self.text_encoder_experts!r}; expected names among "
                        f"{experts}")
     empty = self.tokenizer([""], padding="max_length", max_length=vocab.MAX_LENGTH,
                            return_tensors="np")
@@ -197,11 +198,10 @@ class T2VTask:
     # swapping them changed the loss by <= 0.5%); trained through levels t >= 0.8 alone, the same
     # encoder and DiT learnt them within 300 steps on one-digit videos
     # (experiments/interval_probe.py).
-    learns_text = tuple(cfg.get("text_encoder_experts", ("transformer",)))
     prediction = []
     for name, i, j in zip(model.transformer_names, splits, splits[1:]):
       part = jax.tree.map(lambda v, i=i, j=j: v[i:j], cond)
-      if name not in learns_text:
+      if name not in self.text_encoder_experts:
         part |= {key: jax.lax.stop_gradient(part[key]) for key in ("context", "pooled")}
       prediction.append(self.expert(params, name)(x_t[i:j], timestep[i:j], part))
     prediction = jnp.concatenate(prediction)
