@@ -3,20 +3,23 @@
 jax.nn.dot_product_attention's portable path materialises the [B, N, T, S] logits and copies
 them between layouts. Written head-major with a plain softmax, XLA:CPU fuses q·kᵀ, softmax and ·v
 into one kernel that never holds the logits (~2x faster; 100 MB instead of 8.6 GB of scratch
-at 16k tokens). For long key sequences that kernel slows down (it streams all S keys per query
-tile), so from LONG_KV keys on we run flash attention's loop (Dao et al. 2022, Alg. 1): a scan
-over key blocks with an online softmax, whose [Q_CHUNK, BLOCK] logits stay small (~2x faster at
-16k tokens). Small tiles (512 queries x 1,024 keys: 8 MB of logits for 4 heads) beat large ones
-(8,192 x 2,048) by 12% at 16k tokens and 1.6x at 4k. Measurements: BENCHMARKS.md. Other
-backends use their own kernels (cuDNN, splash).
+at 16k tokens). That kernel slows down once the logits per head grow past ~1M (it streams all S
+keys for every query tile), so from there on we run flash attention's loop (Dao et al. 2022,
+Alg. 1): a scan over key blocks with an online softmax, whose [Q_CHUNK, BLOCK] logits stay
+small. At 16k tokens it is ~2x faster for self-attention and 2.5x for cross-attention to 512 text
+tokens. Small tiles (512 queries x 1,024 keys: 8 MB of logits for 4 heads) beat large ones
+(8,192 x 2,048) by 12% at 16k tokens and 1.6x at 4k. With fewer than MIN_SIDE queries or keys the
+loop's steps are too small to pay for themselves. Measurements: BENCHMARKS.md. Other backends
+use their own kernels (cuDNN, splash).
 """
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-BLOCK = 1024  # Keys per step of the blocked form.
-LONG_KV = 4096  # From this many keys on, the blocked form is used.
+BLOCK = 1024  # Most keys per step of the blocked form.
+BLOCKED_LOGITS = 1 << 20  # From this many logits per head (T·S) on, the blocked form is used...
+MIN_SIDE = 256  # ...if both T and S are at least this long.
 Q_CHUNK = 512  # Queries per pass over the keys: bounds the [Q_CHUNK, BLOCK] logits per head.
 _NEG = float(jnp.finfo(jnp.float32).min)  # Masked logit: finite, so masked rows never make NaN.
 
@@ -28,7 +31,8 @@ def einsum_attention(q: jax.Array, k: jax.Array, v: jax.Array,
   Logits and softmax in float32, probabilities in v's dtype, as jax.nn.dot_product_attention.
   mask: [B, S] bool, True where a key may be attended to, or None.
   """
-  if k.shape[1] >= LONG_KV:
+  t, s = q.shape[1], k.shape[1]
+  if t * s >= BLOCKED_LOGITS and min(t, s) >= MIN_SIDE:
     return blocked_attention(q, k, v, mask)
   return fused_attention(q, k, v, mask)
 
@@ -59,11 +63,14 @@ def blocked_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array 
                       block: int = BLOCK, q_chunk: int = Q_CHUNK) -> jax.Array:
   """The same attention, one key block at a time with an online softmax: shapes as above.
 
-  Queries go q_chunk at a time (scratch O(q_chunk · block) per head, whatever T and S); lengths
-  are padded to whole blocks: padded keys are masked out and padded queries dropped.
+  Queries go q_chunk at a time (scratch O(q_chunk · block) per head, whatever T and S). The keys
+  are split into equal steps of at most `block` (512 text tokens: one step of 512, not one of
+  1,024 half padding); lengths are padded to whole steps: padded keys are masked out and padded
+  queries dropped.
   """
   b, t, n, h = q.shape
   s = k.shape[1]
+  block = -(-s // -(-s // block))  # ceil(s / number of steps)
   # Without a mask or padded keys, skip the select on every logit.
   masked = mask is not None or s % block
   valid = jnp.ones((b, s), bool) if mask is None else mask.astype(bool)
