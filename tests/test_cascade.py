@@ -211,6 +211,8 @@ def test_stage_bundle_round_trip(tmp_path, tsr):
   umask = os.umask(0)
   os.umask(umask)
   assert os.stat(path).st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's private 0700
+  params_file = os.path.join(path, "params.safetensors")
+  assert os.stat(params_file).st_mode & 0o777 == 0o666 & ~umask  # not safetensors' 0600
   jax.tree.map(np.testing.assert_array_equal, loaded_params, jax.tree.map(np.asarray, params))
   with pytest.raises(ValueError, match="stage bundle"):
     cascade_lib.load_stage(tmp_path)

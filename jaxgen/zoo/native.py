@@ -99,13 +99,18 @@ def save(dst: str | os.PathLike, config: Any, params: dict, *, source_class: str
 
 def write_directory(dst: str, fill: Callable[[str], None]) -> None:
   """Writes directory `dst` atomically: `fill(tmp)` writes into a fresh directory beside it,
-  which is then renamed into place (replacing an existing `dst`), so `dst` is whole or absent."""
+  which is then renamed into place (replacing an existing `dst`), so `dst` is whole or absent.
+  Everything in it gets the usual permissions (files.usual_mode): mkdtemp makes the directory
+  private, and safetensors' save_file its files."""
   parent = os.path.dirname(os.path.abspath(dst))
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(prefix=os.path.basename(dst) + ".tmp-", dir=parent)
   try:
     fill(tmp)
-    files.usual_mode(tmp, directory=True)
+    for root, dirs, names in os.walk(tmp):
+      files.usual_mode(root, directory=True)
+      for name in names:
+        files.usual_mode(os.path.join(root, name))
     if os.path.exists(dst):  # move the old one aside first, so a crash keeps one copy.
       old = tempfile.mkdtemp(prefix=os.path.basename(dst) + ".old-", dir=parent)
       os.rename(dst, os.path.join(old, "x"))
