@@ -107,7 +107,7 @@ def write_directory(dst: str, fill: Callable[[str], None]) -> None:
   tmp = tempfile.mkdtemp(prefix=os.path.basename(dst) + ".tmp-", dir=parent)
   try:
     fill(tmp)
-    for root, dirs, names in os.walk(tmp):
+    for root, _, names in os.walk(tmp):
       files.usual_mode(root, directory=True)
       for name in names:
         files.usual_mode(os.path.join(root, name))
