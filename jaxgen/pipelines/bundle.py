@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxgen import files
 from jaxgen.diffusion import parameterization
 from jaxgen.diffusion import schedules
 from jaxgen.models.clip_text import CLIPTextConfig
@@ -146,7 +147,7 @@ def save_bundle(path: str | os.PathLike, config: TextToVideoConfig, params: dict
     with open(os.path.join(tmp, "model.json"), "w") as f:
       json.dump({"format": FORMAT, "version": VERSION, "config": native.config_to_json(config)}, f, indent=1)
 
-  native.write_directory(path, fill)
+  files.write_directory(path, fill)
   return path
 
 

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxgen import files
 from jaxgen.diffusion import augment as augment_lib
 from jaxgen.diffusion import parameterization
 from jaxgen.diffusion import schedules
@@ -205,7 +206,7 @@ def save_stage(path: str | os.PathLike, config: StageConfig, params: dict, token
       json.dump({"format": FORMAT, "version": VERSION, "config": native.config_to_json(config)},
                 f, indent=1)
 
-  native.write_directory(path, fill)
+  files.write_directory(path, fill)
   return path
 
 

@@ -10,9 +10,7 @@ import dataclasses
 import importlib
 import json
 import os
-import shutil
-import tempfile
-from typing import Any, Callable
+from typing import Any
 
 from jaxgen import files
 from jaxgen.zoo import checkpoint
@@ -93,34 +91,8 @@ def save(dst: str | os.PathLike, config: Any, params: dict, *, source_class: str
     with open(os.path.join(tmp, META_FILE), "w") as f:
       json.dump(meta, f, indent=2)
 
-  write_directory(dst, fill)
+  files.write_directory(dst, fill)
   return dst
-
-
-def write_directory(dst: str, fill: Callable[[str], None]) -> None:
-  """Writes directory `dst` atomically: `fill(tmp)` writes into a fresh directory beside it,
-  which is then renamed into place (replacing an existing `dst`), so `dst` is whole or absent.
-  Everything in it gets the usual permissions (files.usual_mode): mkdtemp makes the directory
-  private, and safetensors' save_file its files."""
-  parent = os.path.dirname(os.path.abspath(dst))
-  os.makedirs(parent, exist_ok=True)
-  tmp = tempfile.mkdtemp(prefix=os.path.basename(dst) + ".tmp-", dir=parent)
-  try:
-    fill(tmp)
-    for root, _, names in os.walk(tmp):
-      files.usual_mode(root, directory=True)
-      for name in names:
-        files.usual_mode(os.path.join(root, name))
-    if os.path.exists(dst):  # move the old one aside first, so a crash keeps one copy.
-      old = tempfile.mkdtemp(prefix=os.path.basename(dst) + ".old-", dir=parent)
-      os.rename(dst, os.path.join(old, "x"))
-      os.rename(tmp, dst)
-      shutil.rmtree(old)
-    else:
-      os.rename(tmp, dst)
-  except BaseException:
-    shutil.rmtree(tmp, ignore_errors=True)
-    raise
 
 
 def read_meta(src: str | os.PathLike) -> dict:
