@@ -35,6 +35,7 @@ def test_oracle_is_reliable_on_held_out_videos(real_scores):
   assert real_scores["direction_accuracy"] >= 0.95
   assert real_scores["all_attributes_accuracy"] >= 0.9
   assert real_scores["digit_consistency"] >= 0.9
+  assert real_scores["frame_digit_accuracy"] >= 0.9
   assert real_scores["object_count_accuracy"] >= 0.95
   assert real_scores["num_videos"] == N
 
@@ -51,6 +52,21 @@ def test_oracle_reads_larger_and_faster_renderings():
   slow = oracle.read_video(videos[0])
   assert np.allclose(np.abs(fast[0].velocity).max(), md.SPEED, atol=0.2)
   assert np.allclose(np.abs(slow[0].velocity).max(), md.SPEED / 2, atol=0.2)
+
+
+def test_track_sees_what_frame_repetition_misses():
+  """At twice the frame rate, repeated frames are off the truth's path every second frame."""
+  truth = np.stack([md.example(0, "test", i, rate=2)["video"] for i in range(20)])
+  repeated = np.repeat(truth[:, ::2], 2, axis=1)
+  exact = metrics.track(truth, truth, rate=2)
+  assert exact == {"track_accuracy": 1.0, "track_error_px": 0.0}
+  naive = metrics.track(repeated, truth, rate=2)
+  print("frame repetition:", naive)
+  # Objects moving along an axis are 1 px off, diagonal ones 1.4 px, on the repeated frames.
+  assert 0.45 <= naive["track_accuracy"] <= 0.6
+  assert 0.5 <= naive["track_error_px"] <= 0.7
+  with pytest.raises(ValueError, match="same shape"):
+    metrics.track(truth[:, ::2], truth, rate=2)
 
 
 def test_classifier_reads_held_out_glyphs():
@@ -70,6 +86,7 @@ def test_shuffled_frames_lose_the_direction(real, real_scores):
   assert scores["direction_accuracy"] < 0.3
   assert scores["all_attributes_accuracy"] < 0.3
   assert scores["color_accuracy"] == real_scores["color_accuracy"]
+  assert scores["frame_digit_accuracy"] == real_scores["frame_digit_accuracy"]
 
 
 def test_recoloured_videos_lose_the_colour(real):
@@ -161,7 +178,8 @@ def test_frechet_distance_formula():
 def test_match_pairs_objects_by_most_attributes():
   r = lambda digit, color, direction: oracle.Reading(
       color=color, digit=digit, direction=direction, frame_digits=np.zeros(1, np.int32),
-      scores=np.zeros(10), velocity=np.zeros(2), step=0.0, present=np.ones(1, bool),
+      scores=np.zeros(10), velocity=np.zeros(2), step=0.0, centroids=np.zeros((1, 2)),
+      present=np.ones(1, bool),
       pixels=1.0)
   a, b = r(3, 0, 1), r(5, 2, 4)
   assert metrics.match([(5, 2, 4), (3, 0, 1)], [a, b]) == [b, a]

@@ -2,7 +2,8 @@
 
 `evaluate_stage`: a TSR/SSR stage against naive upsampling (frame repetition, bilinear) of the
 same input, on held-out ground truth rendered at the stage's output size and frame rate, with the
-lower-stage input made from it as in training: PSNR to the truth and the oracle's metrics.
+lower-stage input made from it as in training: PSNR to the truth, the oracle's metrics and how
+closely each object follows the truth's path.
 `evaluate_cascade`: held-out prompts through base -> stages, judged after every stage at that
 stage's size and frame rate, with the time each stage takes.
 """
@@ -75,7 +76,8 @@ def evaluate_stage(path: str, *, num_videos: int = 64, batch_size: int = 16, see
     seconds.append(time.perf_counter() - start)
     naive.append(np.asarray(to_uint8(upsample.upsample(low, tf, sf))))
   outputs, naive = np.concatenate(outputs), np.concatenate(naive)
-  judge = lambda v: metrics.evaluate(v, attributes, real_videos=truth, rate=tf)
+  judge = lambda v: {**metrics.evaluate(v, attributes, real_videos=truth, rate=tf),
+                     **metrics.track(v, truth, rate=tf)}
   return {
       "stage": path, "kind": config.model.kind, "input_shape": list(low.shape[1:4]),
       "output_shape": list(truth.shape[1:4]), "sampler": config.sampler.name,

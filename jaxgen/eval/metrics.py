@@ -2,7 +2,9 @@
 
 `evaluate(videos, attributes)` compares what the oracle reads in each video with the attributes
 its prompt asked for (the dataset's `num_objects`, `digit`, `color`, `direction` fields), pairing
-found and asked-for objects by the assignment that gets most attributes right.
+found and asked-for objects by the assignment that gets most attributes right. `track(videos,
+truth)` compares each object's path with the paired ground truth's, frame by frame: what a TSR
+stage adds over frame repetition.
 """
 
 from collections.abc import Mapping
@@ -13,6 +15,9 @@ import numpy as np
 from jaxgen.eval import oracle
 
 ATTRIBUTE_KEYS = ("digit", "color", "direction")
+# Dataset px within which an object is on its path. At twice the frame rate the truth's in-between
+# frame has moved md.SPEED / 2 = 1 px along each moving axis, which frame repetition misses.
+TRACK_TOLERANCE = 0.5
 
 
 def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -65,6 +70,35 @@ def match(targets: list[tuple[int, int, int]], readings: list[oracle.Reading]
   return [options[i] for i in best]
 
 
+def track(videos: np.ndarray, truth: np.ndarray, rate: int = 1) -> dict[str, float]:
+  """How closely each object follows its path in the paired ground truth (a stage's target).
+
+  videos, truth: uint8 [N, T, H, W, 3], video i showing truth i's scene (a TSR/SSR stage's output
+  and the video its input was made from). Objects are paired by colour. Over the frames where the
+  truth shows an object: `track_accuracy`, the share where the video's object lies within
+  TRACK_TOLERANCE dataset px of it (absent counts as a miss), and `track_error_px`, the mean
+  distance where both show it. Frame repetition misses every in-between frame by a step.
+  """
+  videos, truth = _check(videos, "videos"), _check(truth, "truth")
+  if videos.shape != truth.shape:
+    raise ValueError(f"videos, truth: expected the same shape, got {videos.shape} and "
+                     f"{truth.shape}")
+  hits, errors = [], []
+  for video, real in zip(videos, truth):
+    found = {r.color: r for r in oracle.read_video(video, rate)}
+    for want in oracle.read_video(real, rate):
+      have = found.get(want.color)
+      if have is None:
+        hits.append(np.zeros(want.present.sum()))
+        continue
+      both = want.present & have.present
+      distance = np.linalg.norm(have.centroids - want.centroids, axis=-1)
+      errors.append(distance[both])
+      hits.append((both & (distance <= TRACK_TOLERANCE))[want.present])
+  return {"track_accuracy": _mean(np.concatenate(hits).tolist()) if hits else float("nan"),
+          "track_error_px": _mean(np.concatenate(errors).tolist()) if errors else float("nan")}
+
+
 def evaluate(videos: np.ndarray, attributes: Mapping[str, np.ndarray],
              real_videos: np.ndarray | None = None, rate: int = 1) -> dict[str, float]:
   """Oracle metrics of videos uint8 [N, T, H, W, 3] against their prompts' attributes.
@@ -91,7 +125,7 @@ def evaluate(videos: np.ndarray, attributes: Mapping[str, np.ndarray],
     raise ValueError(f"attributes['num_objects']: expected one count per video (of "
                      f"{len(videos)}), each in [0, {fields['digit'].shape[1]}], got {num.tolist()}")
   right = {k: [] for k in ATTRIBUTE_KEYS}
-  consistency, all_right, count_right, features = [], [], [], []
+  frame_right, consistency, all_right, count_right, features = [], [], [], [], []
   for i, video in enumerate(videos):
     readings = oracle.read_video(video, rate)
     if real_videos is not None:
@@ -104,11 +138,13 @@ def evaluate(videos: np.ndarray, attributes: Mapping[str, np.ndarray],
         right[k].append(want == have)
         video_right &= want == have
       consistency.append(0.0 if reading is None else reading.consistency)
+      frame_right.append(0.0 if reading is None else np.mean(reading.frame_digits == target[0]))
     all_right.append(video_right)
     count_right.append(len(readings) == len(targets))
   out = {f"{k}_accuracy": _mean(v) for k, v in right.items()}
   out.update(
       all_attributes_accuracy=_mean(all_right),
+      frame_digit_accuracy=_mean(frame_right),
       digit_consistency=_mean(consistency),
       object_count_accuracy=_mean(count_right),
       num_videos=len(videos))

@@ -38,6 +38,7 @@ class Reading:
   # Lengths in the dataset's pixels and frames (see read_video), whatever the video's size.
   velocity: np.ndarray  # float [2], (dy, dx) px per frame over the first frames
   step: float  # mean centroid displacement (px) between consecutive frames where present
+  centroids: np.ndarray  # float [T, 2], (y, x) per frame; meaningless where absent
   present: np.ndarray  # bool [T]
   pixels: float  # mean bright pixels per present frame
 
@@ -160,7 +161,8 @@ def read_video(video: np.ndarray, rate: int = 1) -> list[Reading]:
     readings.append(Reading(
         color=int(c), digit=int(svm.classes_[scores.argmax()]), direction=direction_of(velocity),
         frame_digits=frame_digits, scores=scores, velocity=velocity,
-        step=float(steps.mean()) if len(steps) else 0.0, present=present,
+        step=float(steps.mean()) if len(steps) else 0.0, centroids=centroids / scale,
+        present=present,
         pixels=float(pixels[present].mean()) / scale ** 2 if present.any() else 0.0))
   return readings
 
