@@ -216,6 +216,13 @@ def test_stage_bundle_round_trip(tmp_path, tsr):
   jax.tree.map(np.testing.assert_array_equal, loaded_params, jax.tree.map(np.asarray, params))
   with pytest.raises(ValueError, match="stage bundle"):
     cascade_lib.load_stage(tmp_path)
+  # A stage directory is not a text-to-video bundle; float64 storage is not offered.
+  from jaxgen.pipelines import bundle
+  os.rename(os.path.join(path, "stage.json"), os.path.join(path, "model.json"))
+  with pytest.raises(ValueError, match="format 'jaxgen-stage' version 2; expected 'jaxgen-bundle'"):
+    bundle.load_bundle(path)
+  with pytest.raises(ValueError, match="float64"):
+    cascade_lib.save_stage(tmp_path / "x", config, params, path, storage_dtype="float64")
 
 
 def test_stage_evaluation_against_naive_upsampling(tmp_path, tsr):

@@ -18,6 +18,7 @@ import numpy as np
 
 from jaxgen.data import moving_digits as md
 from jaxgen.eval import metrics
+from jaxgen.pipelines import bundle_files
 from jaxgen.pipelines import cascade as cascade_lib
 from jaxgen.pipelines import upsample
 from jaxgen.pipelines.pixels import to_uint8, to_unit_range
@@ -59,7 +60,7 @@ def evaluate_stage(path: str, *, num_videos: int = 64, batch_size: int = 16, see
       guidance_scale=config.guidance_scale if guidance is None else guidance,
       aug_level=config.aug_level if aug_level is None else aug_level)
   params = jax.tree.map(jnp.asarray, params)
-  tokenizer = load_tokenizer(os.path.join(path, "tokenizer"),
+  tokenizer = load_tokenizer(os.path.join(path, bundle_files.TOKENIZER_DIR),
                              max_length=config.text_encoder.max_length)
   tf, sf = config.model.temporal_factor, config.model.spatial_factor
   prompts, truth, attributes = _examples(num_videos, data_seed, scale=sf, rate=tf)

@@ -5,30 +5,24 @@
                             (and "transformer_2/..." for noise-level experts)
     DIR/tokenizer/          a transformers tokenizer (save_pretrained layout)
 
-Saving writes a temporary directory beside DIR and renames it into place, so a
-bundle is either whole or absent.
+written and read by bundle_files, so a bundle is either whole or absent.
 """
 
 import dataclasses
-import json
 import os
-import shutil
 from typing import Any
 
-import numpy as np
-
-from jaxgen import files
 from jaxgen.diffusion import parameterization
 from jaxgen.diffusion import schedules
 from jaxgen.models.clip_text import CLIPTextConfig
 from jaxgen.models.vae_wan import AutoencoderKLWanConfig
 from jaxgen.models.wan import WanConfig
-from jaxgen.zoo import native
+from jaxgen.pipelines import bundle_files
 
 FORMAT, VERSION = "jaxgen-bundle", 1
+META_FILE = "model.json"
 # The denoising transformers, from the highest noise levels down (noise-level experts).
 TRANSFORMER_NAMES = ("transformer", "transformer_2", "transformer_3")
-STORAGE_DTYPES = ("float32", "float16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,46 +120,15 @@ def save_bundle(path: str | os.PathLike, config: TextToVideoConfig, params: dict
                 storage_dtype: str = "float32") -> str:
   """Writes a bundle atomically. params: {"text_encoder", "vae"} and config.transformer_names;
   tokenizer: a transformers tokenizer or a directory holding one."""
-  from flax import traverse_util  # pylint: disable=g-import-not-at-top
-  from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
-
-  if storage_dtype not in STORAGE_DTYPES:
-    raise ValueError(f"storage_dtype={storage_dtype!r} is not supported; expected one of {STORAGE_DTYPES}")
   expected = sorted({"text_encoder", "vae", *config.transformer_names})
   if sorted(params) != expected:
     raise ValueError(f"params has keys {sorted(params)}; expected {', '.join(expected)}")
-  path = os.path.abspath(os.fspath(path))
-
-  def fill(tmp):
-    flat = traverse_util.flatten_dict(params, sep="/")
-    save_file({k: np.asarray(v, np.float32).astype(storage_dtype) for k, v in flat.items()},
-              os.path.join(tmp, "params.safetensors"))
-    if isinstance(tokenizer, (str, os.PathLike)):
-      shutil.copytree(tokenizer, os.path.join(tmp, "tokenizer"))
-    else:
-      tokenizer.save_pretrained(os.path.join(tmp, "tokenizer"))
-    with open(os.path.join(tmp, "model.json"), "w") as f:
-      json.dump({"format": FORMAT, "version": VERSION, "config": native.config_to_json(config)}, f, indent=1)
-
-  files.write_directory(path, fill)
-  return path
+  return bundle_files.save(path, META_FILE, {"format": FORMAT, "version": VERSION}, config, params,
+                           tokenizer, storage_dtype)
 
 
 def load_bundle(path: str | os.PathLike):
   """-> (TextToVideoConfig, params as float32 numpy, tokenizer directory)."""
-  from flax import traverse_util  # pylint: disable=g-import-not-at-top
-  from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
-
-  path = os.fspath(path)
-  files = [os.path.join(path, n) for n in ("model.json", "params.safetensors", "tokenizer")]
-  if not all(os.path.exists(f) for f in files):
-    raise ValueError(f"{path!r} is not a jaxgen text-to-video bundle; expected {path}/model.json, "
-                     f"{path}/params.safetensors and {path}/tokenizer/")
-  with open(files[0]) as f:
-    meta = json.load(f)
-  if meta.get("format") != FORMAT or meta.get("version", 0) > VERSION:
-    raise ValueError(f"{files[0]!r} has format {meta.get('format')!r} version {meta.get('version')}; "
-                     f"expected {FORMAT!r} <= {VERSION}")
-  config = native.config_from_json(meta["config"])
-  flat = {k: v.astype(np.float32) for k, v in load_file(files[1]).items()}
-  return config, traverse_util.unflatten_dict(flat, sep="/"), files[2]
+  config, params = bundle_files.load(path, META_FILE, "text-to-video bundle",
+                                     {"format": FORMAT, "version": VERSION})
+  return config, params, os.path.join(os.fspath(path), bundle_files.TOKENIZER_DIR)

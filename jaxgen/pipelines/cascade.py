@@ -12,9 +12,7 @@ jointly with the base model, so the stages do not depend on its weights).
 
 import dataclasses
 import functools
-import json
 import os
-import shutil
 import time
 from typing import Any, Sequence
 
@@ -22,18 +20,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen import files
 from jaxgen.diffusion import augment as augment_lib
 from jaxgen.diffusion import parameterization
 from jaxgen.diffusion import schedules
 from jaxgen.diffusion.samplers import SamplerConfig, sample
 from jaxgen.models.clip_text import CLIPTextConfig, CLIPTextModel
 from jaxgen.models.superres import SuperResConfig, SuperResDiT, input_channels
+from jaxgen.pipelines import bundle_files
 from jaxgen.pipelines import upsample as upsample_lib
 from jaxgen.pipelines.pixels import to_uint8, to_unit_range
-from jaxgen.zoo import native
 
 FORMAT, VERSION = "jaxgen-stage", 2  # 2: stages sample the residual over naive upsampling
+META_FILE = "stage.json"
 CASCADES = {  # name -> (base model, stage bundles), all shipped under jaxgen/zoo/weights/
     "moving-digits-cascade": ("moving-digits", ("moving-digits-tsr", "moving-digits-ssr")),
 }
@@ -183,50 +181,16 @@ def run_stage(stage: StageConfig, guided: bool, params: dict, low: jax.Array, id
 def save_stage(path: str | os.PathLike, config: StageConfig, params: dict, tokenizer: Any, *,
                storage_dtype: str = "float32") -> str:
   """Writes a stage bundle atomically. params: {"text_encoder", "transformer"}; tokenizer: a
-  transformers tokenizer or a directory holding one; storage_dtype: float32 or float16 (half
-  the size; loading casts back to float32)."""
-  from flax import traverse_util  # pylint: disable=g-import-not-at-top
-  from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
-
+  transformers tokenizer or a directory holding one; storage_dtype: float32 or float16."""
   if set(params) != {"text_encoder", "transformer"}:
     raise ValueError(f"params has keys {sorted(params)}; expected text_encoder, transformer")
-  if storage_dtype not in ("float32", "float16"):
-    raise ValueError(f"storage_dtype={storage_dtype!r}; expected float32 or float16")
-  path = os.path.abspath(os.fspath(path))
-
-  def fill(tmp):
-    flat = traverse_util.flatten_dict(params, sep="/")
-    save_file({k: np.asarray(v, np.float32).astype(storage_dtype) for k, v in flat.items()},
-              os.path.join(tmp, "params.safetensors"))
-    if isinstance(tokenizer, (str, os.PathLike)):
-      shutil.copytree(tokenizer, os.path.join(tmp, "tokenizer"))
-    else:
-      tokenizer.save_pretrained(os.path.join(tmp, "tokenizer"))
-    with open(os.path.join(tmp, "stage.json"), "w") as f:
-      json.dump({"format": FORMAT, "version": VERSION, "config": native.config_to_json(config)},
-                f, indent=1)
-
-  files.write_directory(path, fill)
-  return path
+  return bundle_files.save(path, META_FILE, {"format": FORMAT, "version": VERSION}, config, params,
+                           tokenizer, storage_dtype)
 
 
 def load_stage(path: str | os.PathLike) -> tuple[StageConfig, dict]:
   """-> (StageConfig, params as float32 numpy)."""
-  from flax import traverse_util  # pylint: disable=g-import-not-at-top
-  from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
-
-  path = os.fspath(path)
-  meta_file, params_file = (os.path.join(path, n) for n in ("stage.json", "params.safetensors"))
-  if not (os.path.exists(meta_file) and os.path.exists(params_file)):
-    raise ValueError(f"{path!r} is not a jaxgen stage bundle; expected {meta_file} and "
-                     f"{params_file}")
-  with open(meta_file) as f:
-    meta = json.load(f)
-  if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-    raise ValueError(f"{meta_file!r} has format {meta.get('format')!r} version "
-                     f"{meta.get('version')}; expected {FORMAT!r} version {VERSION}")
-  flat = {k: v.astype(np.float32) for k, v in load_file(params_file).items()}
-  return native.config_from_json(meta["config"]), traverse_util.unflatten_dict(flat, sep="/")
+  return bundle_files.load(path, META_FILE, "stage bundle", {"format": FORMAT, "version": VERSION})
 
 
 # ---------------------------------------------------------------- named cascades
@@ -242,7 +206,7 @@ def stage_dir(model: str) -> str | None:
   from jaxgen.pipelines import load  # pylint: disable=g-import-not-at-top
 
   for path in (os.path.join(load.WEIGHTS_DIR, model), model):
-    if os.path.isfile(os.path.join(path, "stage.json")):
+    if os.path.isfile(os.path.join(path, META_FILE)):
       return path
   return None
 
@@ -263,7 +227,7 @@ def load_cascade(name: str) -> tuple[Cascade, str | None]:
     base_name, stage_names = CASCADES[name]
     shipped = load.shipped_models()
     dirs = [os.path.join(load.WEIGHTS_DIR, s) for s in stage_names]
-    if base_name in shipped and all(os.path.isfile(os.path.join(d, "stage.json")) for d in dirs):
+    if base_name in shipped and all(os.path.isfile(os.path.join(d, META_FILE)) for d in dirs):
       base, _ = load.load_pipeline(base_name)
       stages = [load_stage(d) for d in dirs]
       config = CascadeConfig(tuple(s for s, _ in stages))
