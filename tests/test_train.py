@@ -322,3 +322,27 @@ def test_t2v_loss_counts_only_generated_frames(kind, changes):
     return task.loss(params, batch, jax.random.key(2))[0]
   base, bumped = float(loss(0.0)), float(loss(5.0))
   assert (bumped != pytest.approx(base, rel=1e-6)) == changes
+
+
+def test_t2v_images_train_on_first_latent_frames():
+  """Past video_batch_size, examples train as images: their first latent frame, never given."""
+  config = _t2v_config()
+  config.batch_size = 4
+  config.masks = {k: float(k == "image_head") for k in masks.MASK_TYPES}  # videos: frame 0 given
+  batch = _t2v_batch(BumpedT2VTask(config), 4)
+  params = nn.unbox(BumpedT2VTask(config).init(jax.random.key(0), batch))
+
+  def changes(video_batch_size):
+    config.video_batch_size = video_batch_size
+    task = BumpedT2VTask(config)
+
+    @jax.jit
+    def loss(bump):
+      task.bump = bump
+      return task.loss(params, batch, jax.random.key(2))[0]
+    return float(loss(5.0)) != pytest.approx(float(loss(0.0)), rel=1e-6)
+  assert not changes(None) and changes(2) and changes(0)
+  for bad in (5, 1, 3):  # more than the batch; fewer videos or images than the 2 experts
+    config.video_batch_size = bad
+    with pytest.raises(ValueError, match=f"video_batch_size={bad} with batch_size=4"):
+      MockT2VTask(config)

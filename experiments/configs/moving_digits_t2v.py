@@ -77,6 +77,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # them within 300 steps (+48%): at lower levels it learns to read the video from its input, and
   # that drowns what the caption is worth at the top.
   c.boundary_ratio = 0.8
+  c.text_encoder_experts = ("transformer",)  # whose gradient trains the text encoder (T2VTask)
   # One-digit videos only for the first steps (a curriculum). On one- and two-digit videos from
   # the start, the high-noise expert had not learnt the direction and place words after 2,000
   # steps (<= 0.2%); after 300 one-digit steps a probe on t >= 0.8 learnt them (+44.9% / +16.6%
@@ -84,6 +85,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # expert sees half of each batch.
   c.one_digit_steps = 10 if runlocal else 600
   c.caption_dropout = 0.1
+  # Image-video joint training: the first video_batch_size examples of each batch are videos,
+  # the rest train on their first latent frame as images (None: all videos; T2VTask.loss).
+  c.video_batch_size = None
   # Open-Sora frame masks (jaxgen.train.masks.MASK_TYPES): the chance of each task per example.
   # 70% get no frame: with a frame given, the caption is not needed to place the digit.
   c.masks = ml_collections.ConfigDict({

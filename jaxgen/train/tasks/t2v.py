@@ -89,6 +89,14 @@ class T2VTask:
     if config.batch_size < len(experts):
       raise ValueError(f"batch_size={config.batch_size}; expected at least one example per "
                        f"noise-level expert ({len(experts)})")
+    self.video_batch_size = config.get("video_batch_size")  # see loss; None: all videos
+    if self.video_batch_size is not None:
+      parts = [n for n in (self.video_batch_size, config.batch_size - self.video_batch_size) if n]
+      if not 0 <= self.video_batch_size <= config.batch_size or min(parts) < len(experts):
+        raise ValueError(f"video_batch_size={self.video_batch_size} with batch_size="
+                         f"{config.batch_size}; expected between 0 and the batch size, leaving "
+                         f"videos and images at least one example per noise-level expert "
+                         f"({len(experts)}) each")
     # The experts whose gradient reaches the text encoder (see loss).
     self.text_encoder_experts = tuple(config.get("text_encoder_experts", ("transformer",)))
     if not set(self.text_encoder_experts) <= set(experts):
@@ -168,16 +176,41 @@ class T2VTask:
     return vw.normalize(self.model.vae, z)
 
   def loss(self, params: dict, batch: dict[str, Array], key: Array) -> tuple[Array, dict]:
-    """Masked flow-matching loss of a batch of latents [B, t, h, w, z] and captions [B, L]."""
+    """Masked flow-matching loss of a batch of latents [B, t, h, w, z] and captions [B, L].
+
+    With `video_batch_size` = n < B, the first n examples are videos and the others train as
+    images (n = 0: images only), their first latent frame alone: image-video joint training
+    (Imagen Video §3, Open-Sora, Wan). A causal VAE's first latent frame encodes the first frame
+    by itself, so the image is exactly what the video starts with, at the same positions, for
+    1/t of the cost.
+    """
     cfg = self.config
     k_post, k_drop, k_level, k_noise, k_mask = jax.random.split(key, 5)
     x0 = self.normalized_latents(batch, k_post)
-    b, t = x0.shape[:2]
+    b = x0.shape[0]
+    n = b if self.video_batch_size is None else self.video_batch_size
     drop = jax.random.bernoulli(k_drop, cfg.caption_dropout, (b, 1))
     ids = jnp.where(drop, self.empty_ids, batch["input_ids"])
     mask = jnp.where(drop, self.empty_mask, batch["attention_mask"])
     context, pooled = self.encode_text(params, ids, mask)
-    model = self.model
+    text = {"context": context, "pooled": pooled, "mask": mask.astype(bool)}
+    frame_mask = masks.frame_masks(k_mask, n, x0.shape[1], cfg.masks)
+    loss = 0.0
+    if n:
+      loss += self._flow_loss(params, x0[:n], frame_mask, jax.tree.map(lambda v: v[:n], text),
+                              k_level, k_noise)
+    if n < b:
+      images = x0[n:, :1]
+      loss += self._flow_loss(params, images, jnp.zeros(images.shape[:2]),
+                              jax.tree.map(lambda v: v[n:], text),
+                              jax.random.fold_in(k_level, 1), jax.random.fold_in(k_noise, 1))
+    return loss, {"given_frames": jnp.mean(frame_mask) if n else 0.0}
+
+  def _flow_loss(self, params: dict, x0: Array, frame_mask: Array, text: dict, k_level: Array,
+                 k_noise: Array) -> Array:
+    """Mean flow-matching loss over the frames frame_mask [B, t] leaves to generate."""
+    cfg, model = self.config, self.model
+    b = x0.shape[0]
     logit_normal = tuple(cfg.logit_normal) if cfg.logit_normal else None
     # Each transformer takes an equal share of the batch, with levels from its own interval.
     intervals = model.level_intervals
@@ -189,9 +222,7 @@ class T2VTask:
     timestep, alpha, sigma = (jnp.concatenate(v) for v in zip(*levels))
     eps = jax.random.normal(k_noise, x0.shape)
     x_t = param.q_sample(x0, eps, alpha, sigma)
-    frame_mask = masks.frame_masks(k_mask, b, t, cfg.masks)
-    cond = {"context": context, "pooled": pooled, "mask": mask.astype(bool),
-            "frames": conditioning.condition_channels(x0, frame_mask)}
+    cond = text | {"frames": conditioning.condition_channels(x0, frame_mask)}
     # By default the text encoder learns through the high-noise expert only. Through both of two
     # experts, it kept the colour words, which the low-noise expert reads, and flattened the
     # direction and place words before the high-noise expert came to use them (2,000 steps:
@@ -207,7 +238,7 @@ class T2VTask:
     prediction = jnp.concatenate(prediction)
     generated = (1.0 - frame_mask)[:, :, None, None, None]
     per_example = losses.diffusion_loss(prediction, x0, eps, alpha, sigma, "flow", mask=generated)
-    return jnp.mean(per_example), {"given_frames": jnp.mean(frame_mask)}
+    return jnp.mean(per_example)
 
   # ---- samples ---------------------------------------------------------------------------------
   @functools.cached_property
