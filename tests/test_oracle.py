@@ -179,8 +179,7 @@ def test_match_pairs_objects_by_most_attributes():
   r = lambda digit, color, direction: oracle.Reading(
       color=color, digit=digit, direction=direction, frame_digits=np.zeros(1, np.int32),
       scores=np.zeros(10), velocity=np.zeros(2), step=0.0, centroids=np.zeros((1, 2)),
-      present=np.ones(1, bool),
-      pixels=1.0)
+      present=np.ones(1, bool), pixels=1.0)
   a, b = r(3, 0, 1), r(5, 2, 4)
   assert metrics.match([(5, 2, 4), (3, 0, 1)], [a, b]) == [b, a]
   assert metrics.match([(5, 2, 4), (3, 0, 1)], [a]) == [None, a]

@@ -5,7 +5,7 @@
                             (and "transformer_2/..." for noise-level experts)
     DIR/tokenizer/          a transformers tokenizer (save_pretrained layout)
 
-written and read by bundle_files, so a bundle is either whole or absent.
+Written and read by bundle_files (atomically: a bundle is either whole or absent).
 """
 
 import dataclasses
