@@ -56,17 +56,21 @@ def test_oracle_reads_larger_and_faster_renderings():
 
 def test_track_sees_what_frame_repetition_misses():
   """At twice the frame rate, repeated frames are off the truth's path every second frame."""
-  truth = np.stack([md.example(0, "test", i, rate=2)["video"] for i in range(20)])
+  examples = [md.example(0, "test", i, rate=2) for i in range(20)]
+  truth = np.stack([e["video"] for e in examples])
+  attributes = {k: np.stack([e[k] for e in examples]) for k in ATTRIBUTES}
   repeated = np.repeat(truth[:, ::2], 2, axis=1)
-  exact = metrics.track(truth, truth, rate=2)
-  assert exact == {"track_accuracy": 1.0, "track_error_px": 0.0}
-  naive = metrics.track(repeated, truth, rate=2)
+  track = lambda v: {k: metrics.evaluate(v, attributes, truth, rate=2, paired=True)[k]
+                     for k in ("track_accuracy", "track_error_px")}
+  assert track(truth) == {"track_accuracy": 1.0, "track_error_px": 0.0}
+  naive = track(repeated)
   print("frame repetition:", naive)
   # Objects moving along an axis are 1 px off, diagonal ones 1.4 px, on the repeated frames.
   assert 0.45 <= naive["track_accuracy"] <= 0.6
   assert 0.5 <= naive["track_error_px"] <= 0.7
-  with pytest.raises(ValueError, match="same shape"):
-    metrics.track(truth[:, ::2], truth, rate=2)
+  assert "track_accuracy" not in metrics.evaluate(truth, attributes, truth, rate=2)
+  with pytest.raises(ValueError, match="paired=True"):
+    metrics.evaluate(truth[:, ::2], attributes, truth, rate=2, paired=True)
 
 
 def test_classifier_reads_held_out_glyphs():

@@ -77,8 +77,7 @@ def evaluate_stage(path: str, *, num_videos: int = 64, batch_size: int = 16, see
     seconds.append(time.perf_counter() - start)
     naive.append(np.asarray(to_uint8(upsample.upsample(low, tf, sf))))
   outputs, naive = np.concatenate(outputs), np.concatenate(naive)
-  judge = lambda v: {**metrics.evaluate(v, attributes, real_videos=truth, rate=tf),
-                     **metrics.track(v, truth, rate=tf)}
+  judge = lambda v: metrics.evaluate(v, attributes, real_videos=truth, rate=tf, paired=True)
   return {
       "stage": path, "kind": config.model.kind, "input_shape": list(low.shape[1:4]),
       "output_shape": list(truth.shape[1:4]), "sampler": config.sampler.name,

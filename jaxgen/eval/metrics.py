@@ -2,8 +2,8 @@
 
 `evaluate(videos, attributes)` compares what the oracle reads in each video with the attributes
 its prompt asked for (the dataset's `num_objects`, `digit`, `color`, `direction` fields), pairing
-found and asked-for objects by the assignment that gets most attributes right. `track(videos,
-truth)` compares each object's path with the paired ground truth's, frame by frame: what a TSR
+found and asked-for objects by the assignment that gets most attributes right. With paired
+ground truth it also compares each object's path with the truth's, frame by frame: what a TSR
 stage adds over frame repetition.
 """
 
@@ -70,23 +70,13 @@ def match(targets: list[tuple[int, int, int]], readings: list[oracle.Reading]
   return [options[i] for i in best]
 
 
-def track(videos: np.ndarray, truth: np.ndarray, rate: int = 1) -> dict[str, float]:
-  """How closely each object follows its path in the paired ground truth (a stage's target).
-
-  videos, truth: uint8 [N, T, H, W, 3], video i showing truth i's scene (a TSR/SSR stage's output
-  and the video its input was made from). Objects are paired by colour. Over the frames where the
-  truth shows an object: `track_accuracy`, the share where the video's object lies within
-  TRACK_TOLERANCE dataset px of it (absent counts as a miss), and `track_error_px`, the mean
-  distance where both show it. Frame repetition misses every in-between frame by a step.
-  """
-  videos, truth = _check(videos, "videos"), _check(truth, "truth")
-  if videos.shape != truth.shape:
-    raise ValueError(f"videos, truth: expected the same shape, got {videos.shape} and "
-                     f"{truth.shape}")
+def _track(readings: list[list[oracle.Reading]], real_readings: list[list[oracle.Reading]]
+           ) -> dict[str, float]:
+  """How closely each object follows its path in the paired ground truth (see evaluate)."""
   hits, errors = [], []
-  for video, real in zip(videos, truth):
-    found = {r.color: r for r in oracle.read_video(video, rate)}
-    for want in oracle.read_video(real, rate):
+  for found, real in zip(readings, real_readings):
+    found = {r.color: r for r in found}
+    for want in real:
       have = found.get(want.color)
       if have is None:
         hits.append(np.zeros(want.present.sum()))
@@ -95,22 +85,33 @@ def track(videos: np.ndarray, truth: np.ndarray, rate: int = 1) -> dict[str, flo
       distance = np.linalg.norm(have.centroids - want.centroids, axis=-1)
       errors.append(distance[both])
       hits.append((both & (distance <= TRACK_TOLERANCE))[want.present])
-  return {"track_accuracy": _mean(np.concatenate(hits).tolist()) if hits else float("nan"),
-          "track_error_px": _mean(np.concatenate(errors).tolist()) if errors else float("nan")}
+  hits = np.concatenate(hits) if hits else np.zeros(0)
+  errors = np.concatenate(errors) if errors else np.zeros(0)
+  return {"track_accuracy": float(hits.mean()) if hits.size else float("nan"),
+          "track_error_px": float(errors.mean()) if errors.size else float("nan")}
 
 
 def evaluate(videos: np.ndarray, attributes: Mapping[str, np.ndarray],
-             real_videos: np.ndarray | None = None, rate: int = 1) -> dict[str, float]:
+             real_videos: np.ndarray | None = None, rate: int = 1,
+             paired: bool = False) -> dict[str, float]:
   """Oracle metrics of videos uint8 [N, T, H, W, 3] against their prompts' attributes.
 
   `attributes`: num_objects int [N]; digit, color, direction int [N, MAX_OBJECTS] (-1 padded).
   `real_videos` uint8 [M, T, H, W, 3] (e.g. the test split): adds `frechet_distance` between the
   oracle's features of `videos` and of them. `rate`: frames per dataset frame of both (2 after a
   TSR stage); larger frames are read at their own scale (oracle.read_video).
+  `paired`: real video i is the ground truth of video i (a TSR/SSR stage's output and the video
+  its input was made from). Adds how closely each object, paired by colour, follows its path
+  there, over the frames where the truth shows it: `track_accuracy`, the share where it lies
+  within TRACK_TOLERANCE dataset px (absent counts as a miss), and `track_error_px`, the mean
+  distance where both show it. Frame repetition misses every in-between frame by a step.
   """
   videos = _check(videos, "videos")
   if real_videos is not None:
     real_videos = _check(real_videos, "real_videos")
+  if paired and (real_videos is None or real_videos.shape != videos.shape):
+    raise ValueError(f"paired=True: expected real_videos of the videos' shape {videos.shape}, "
+                     f"got {None if real_videos is None else real_videos.shape}")
   missing = [k for k in ("num_objects", *ATTRIBUTE_KEYS) if k not in attributes]
   if missing:
     raise ValueError(f"attributes: expected keys num_objects, digit, color, direction; "
@@ -125,11 +126,9 @@ def evaluate(videos: np.ndarray, attributes: Mapping[str, np.ndarray],
     raise ValueError(f"attributes['num_objects']: expected one count per video (of "
                      f"{len(videos)}), each in [0, {fields['digit'].shape[1]}], got {num.tolist()}")
   right = {k: [] for k in ATTRIBUTE_KEYS}
-  frame_right, consistency, all_right, count_right, features = [], [], [], [], []
-  for i, video in enumerate(videos):
-    readings = oracle.read_video(video, rate)
-    if real_videos is not None:
-      features.append(oracle.video_features(video, readings))
+  frame_right, consistency, all_right, count_right = [], [], [], []
+  all_readings = [oracle.read_video(video, rate) for video in videos]
+  for i, readings in enumerate(all_readings):
     targets = [tuple(int(fields[k][i, j]) for k in ATTRIBUTE_KEYS) for j in range(num[i])]
     video_right = len(readings) == len(targets)
     for target, reading in zip(targets, match(targets, readings)):
@@ -149,6 +148,11 @@ def evaluate(videos: np.ndarray, attributes: Mapping[str, np.ndarray],
       object_count_accuracy=_mean(count_right),
       num_videos=len(videos))
   if real_videos is not None:
-    out["frechet_distance"] = frechet_distance(np.stack(features),
-                                               oracle_features(real_videos, rate))
+    # Each real video is read once, for its features and, when paired, its paths.
+    real_readings = [oracle.read_video(v, rate) for v in real_videos]
+    features = [np.stack([oracle.video_features(v, r) for v, r in zip(vs, rs)])
+                for vs, rs in ((videos, all_readings), (real_videos, real_readings))]
+    out["frechet_distance"] = frechet_distance(*features)
+    if paired:
+      out.update(_track(all_readings, real_readings))
   return out
