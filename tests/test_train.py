@@ -223,6 +223,38 @@ def test_restore_params_from_a_run(vae_run):
     np.testing.assert_array_equal(x, np.asarray(y))
 
 
+def test_init_from_starts_a_run_from_another_runs_weights(vae_run, tmp_path):
+  """Stage-wise training: a new run starts from another's params and EMA params, at step 0 with
+  a fresh optimizer; once it has checkpoints of its own, it resumes from those."""
+  config, straight, _, full, _, _ = vae_run
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.init_from = straight
+  workdir = str(tmp_path / "stage2")
+  fresh = loop.train(config, workdir, task=MockVAETask(config), progress=False, stop_at=0)
+  assert int(fresh["state"].step) == 0
+  for name in ("params", "ema_params"):
+    for x, y in zip(jax.tree.leaves(getattr(fresh["state"], name)),
+                    jax.tree.leaves(getattr(full["state"], name))):
+      np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  trained = loop.train(config, workdir, task=MockVAETask(config), progress=False, stop_at=2)
+  config.init_from = str(tmp_path / "elsewhere")  # ignored: the run resumes from its own step 2
+  resumed = loop.train(config, workdir, task=MockVAETask(config), progress=False, stop_at=2)
+  assert resumed["resumed_from"] == 2
+  for x, y in zip(jax.tree.leaves(trained["state"]), jax.tree.leaves(resumed["state"])):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+  with pytest.raises(ValueError, match=r"init_from=.*elsewhere.*has no checkpoint"):
+    loop.train(config, str(tmp_path / "other"), task=MockVAETask(config), progress=False,
+               stop_at=0)
+  assert not os.path.exists(tmp_path / "elsewhere")
+  config.init_from = straight
+  config.model.base_dim = 8
+  with pytest.raises(ValueError,
+                     match=r"init_from=.*do not fit.*\['bias'\] is \(8,\) there, expected \(16,\)"):
+    loop.train(config, str(tmp_path / "wider"), task=MockVAETask(config), progress=False,
+               stop_at=0)
+
+
 # ---- the text-to-video task ----------------------------------------------------------------------
 
 class MockT2VTask(t2v.T2VTask):

@@ -45,14 +45,22 @@ class Checkpointer:
     self.manager.close()
 
 
-def restore_params(workdir: str, which: str = "ema_params") -> dict:
-  """Numpy params (EMA by default) of the latest checkpoint of the `jaxgen train` run in workdir."""
-  checkpointer = Checkpointer(workdir, every=1)
-  step = checkpointer.latest_step()
+def restore_params(workdir: str, which: str | tuple[str, ...] = "ema_params",
+                   argument: str = "workdir") -> dict | tuple[dict, ...]:
+  """Numpy params (EMA by default; a tuple of names gives a tuple) of the latest checkpoint of
+  the `jaxgen train` run in workdir; `argument` names workdir in errors."""
+  # Checkpointer creates its directory: a mistyped workdir must not gain an empty one.
+  checkpointer = None
+  if os.path.isdir(os.path.join(os.fspath(workdir), "checkpoints")):
+    checkpointer = Checkpointer(workdir, every=1)
+  step = checkpointer and checkpointer.latest_step()
   if step is None:
-    checkpointer.close()
-    raise ValueError(f"workdir={workdir!r} has no checkpoint; expected the workdir of a "
+    if checkpointer:
+      checkpointer.close()
+    raise ValueError(f"{argument}={workdir!r} has no checkpoint; expected the workdir of a "
                      "`jaxgen train` run")
   state = checkpointer.manager.restore(step, args=ocp.args.StandardRestore())
   checkpointer.close()
-  return jax.tree.map(np.asarray, state[which])
+  if isinstance(which, str):
+    return jax.tree.map(np.asarray, state[which])
+  return tuple(jax.tree.map(np.asarray, state[w]) for w in which)

@@ -121,6 +121,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Any | None = No
   start = checkpointer.latest_step() or 0
   if start:
     state = checkpointer.restore(state, start)
+  elif config.get("init_from"):
+    state = _init_from(os.path.expanduser(config.init_from), state, shardings)
   _truncate_metrics(workdir, start)
   num_params = state_lib.num_params(state.params)
 
@@ -168,6 +170,22 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Any | None = No
   if final == config.num_steps:
     _write_artifacts(task, config, workdir, state, sample_key)
   return {"state": state, "metrics": rows, "resumed_from": start}
+
+
+def _init_from(workdir: str, state: state_lib.TrainState, shardings) -> state_lib.TrainState:
+  """`state` with the params and EMA params of the latest checkpoint in `workdir` (stage-wise
+  training: e.g. images first, then videos, as Open-Sora and Wan train); the step and optimizer
+  state start afresh."""
+  params, ema = ckpt_lib.restore_params(workdir, ("params", "ema_params"), argument="init_from")
+  want = {jax.tree_util.keystr(k): v.shape for k, v in jax.tree_util.tree_leaves_with_path(
+      state.params)}
+  got = {jax.tree_util.keystr(k): v.shape for k, v in jax.tree_util.tree_leaves_with_path(params)}
+  if got != want:
+    name = next(k for k in sorted(want.keys() | got.keys()) if want.get(k) != got.get(k))
+    raise ValueError(f"init_from={workdir!r}: its params do not fit this config's: {name} is "
+                     f"{got.get(name, 'absent')} there, expected {want.get(name, 'absent')}")
+  return state.replace(params=jax.device_put(params, shardings.params),
+                       ema_params=jax.device_put(ema, shardings.ema_params))
 
 
 def _progress(enabled: bool, start: int, total: int, num_params: int, workdir: str):
