@@ -147,6 +147,17 @@ def test_cli_print_config_with_overrides(capsys):
   assert cli.main(["train", "--config", "missing.py", "--workdir", "w"]) == 2
 
 
+@pytest.mark.parametrize("name", sorted(f for f in os.listdir(CONFIGS)
+                                        if f.startswith("moving_digits") and f.endswith(".py")))
+@pytest.mark.parametrize("arg", ["", "runlocal"])
+def test_experiment_configs_make_their_tasks(name, arg):
+  """Every experiment config loads, and its task accepts it (batch splits, experts, masks)."""
+  from jaxgen.train import tasks
+  path = os.path.join(CONFIGS, name) + (f":{arg}" if arg else "")
+  config = config_lib.load(path)
+  assert tasks.make(config).config is config
+
+
 # ---- the VAE task, the loop, checkpoints and resume ----------------------------------------------
 
 def test_fast_conv_matches_the_module():
