@@ -257,6 +257,10 @@ def test_stage_evaluation_against_naive_upsampling(tmp_path, tsr):
     cli.run(parser.parse_args(["--model", "moving-digits-cascade", "--steps", "3"]))
   with pytest.raises(ValueError, match="--aug-level=0.2 is not supported with model='moving-di"):
     cli.run(parser.parse_args(["--model", "moving-digits", "--aug-level", "0.2"]))
+  with pytest.raises(ValueError, match="--frames=1 is not supported with model="):
+    cli.run(parser.parse_args(["--model", str(path), "--frames", "1"]))
+  with pytest.raises(ValueError, match="--frames=0 is not supported; expected an integer >= 1"):
+    cli.run(parser.parse_args(["--model", "moving-digits", "--frames", "0"]))
   truth = np.zeros((2, 4, 4, 3), np.uint8)
   np.testing.assert_allclose(cascade_eval.psnr(truth + 5, truth), 20 * np.log10(255 / 5))
 

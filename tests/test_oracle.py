@@ -93,6 +93,20 @@ def test_shuffled_frames_lose_the_direction(real, real_scores):
   assert scores["frame_digit_accuracy"] == real_scores["frame_digit_accuracy"]
 
 
+def test_first_frames_are_judged_on_digit_and_colour(real):
+  """An image shows no motion: evaluate leaves out the direction, and all-attributes covers the
+  digit and colour; recolouring still costs the colour."""
+  videos, attributes, objects = real
+  scores = metrics.evaluate(videos[:, :1], attributes)
+  assert "direction_accuracy" not in scores
+  assert scores["digit_accuracy"] >= 0.95 and scores["color_accuracy"] >= 0.95
+  assert scores["all_attributes_accuracy"] >= 0.95
+  recoloured = np.stack([md.render([dataclasses.replace(o, color=(o.color + 3) % len(md.COLORS))
+                                    for o in objs], 1) for objs in objects])
+  scores = metrics.evaluate(recoloured, attributes)
+  assert scores["color_accuracy"] < 0.05 and scores["all_attributes_accuracy"] < 0.05
+
+
 def test_recoloured_videos_lose_the_colour(real):
   _, attributes, objects = real
   # Shifting every colour by the same palette step keeps two digits' colours distinct.

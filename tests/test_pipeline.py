@@ -2,6 +2,7 @@
 
 import dataclasses
 import functools
+import json
 import os
 import warnings
 
@@ -156,6 +157,16 @@ def test_default_model_says_when_it_is_untrained(capsys):
   assert isinstance(pipe_, TextToVideo)
   if note is not None:
     assert "randomly initialised" in note
+
+
+def test_eval_judges_images(tmp_path):
+  """`jaxgen eval --frames 1`: single frames, judged on digit and colour only."""
+  out = tmp_path / "eval.json"
+  assert cli.main(["eval", "--model", "random-tiny", "--frames", "1", "--num-videos", "2",
+                   "--steps", "2", "--output", str(out)]) == 0
+  result = json.loads(out.read_text())
+  assert result["frames"] == 1 and result["num_videos"] == 2
+  assert "direction_accuracy" not in result and "digit_accuracy" in result
 
 
 @pytest.mark.parametrize("argv,match", [

@@ -18,6 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--num-videos", type=int, default=256, help="held-out prompts to sample (test split)")
   parser.add_argument("--batch-size", type=int, default=32)
   parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
+  parser.add_argument("--frames", type=int, default=None,
+                      help="frames per video (default: the model's); 1: images, judged on digit "
+                      "and colour")
   parser.add_argument("--sampler", default=None)
   parser.add_argument("--guidance", type=float, default=None)
   parser.add_argument("--aug-level", type=float, default=None,
@@ -28,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-  for name in ("num_videos", "batch_size", "steps"):
+  for name in ("num_videos", "batch_size", "steps", "frames"):
     value = getattr(args, name)
     if value is not None and value < 1:
       raise ValueError(f"--{name.replace('_', '-')}={value} is not supported; expected an integer >= 1")
@@ -43,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
   stage = args.model and cascade.stage_dir(args.model)
   kwargs = dict(num_videos=args.num_videos, batch_size=args.batch_size, seed=args.seed,
                 data_seed=args.data_seed)
+  if args.frames is not None and (stage or args.model in cascade.cascade_names()):
+    raise ValueError(f"--frames={args.frames} is not supported with model={args.model!r}; expected "
+                     f"a text-to-video model (a stage or cascade takes its frame count from below)")
   if stage:
     result = cascade_eval.evaluate_stage(stage, steps=args.steps, sampler=args.sampler,
                                          guidance=args.guidance, aug_level=args.aug_level, **kwargs)
@@ -68,15 +74,16 @@ def run(args: argparse.Namespace) -> int:
   videos = []
   for b in range(0, len(examples), args.batch_size):
     prompts = [str(e["caption"]) for e in examples[b:b + args.batch_size]]
-    videos.append(pipe(prompts, num_steps=args.steps, sampler=args.sampler, guidance_scale=args.guidance,
-                       seed=args.seed + b))
+    videos.append(pipe(prompts, num_frames=args.frames, num_steps=args.steps, sampler=args.sampler,
+                       guidance_scale=args.guidance, seed=args.seed + b))
   seconds = time.perf_counter() - start
   videos = np.concatenate(videos)
   attributes = {k: np.stack([e[k] for e in examples]) for k in ("num_objects", "digit", "color", "direction")}
-  real = np.stack([e["video"] for e in examples])
+  real = np.stack([e["video"][:videos.shape[1]] for e in examples])
   result = metrics.evaluate(videos, attributes, real_videos=real)
   cfg = pipe.config
-  result.update(model=args.model or "moving-digits", sampler=args.sampler or cfg.sampler,
+  result.update(model=args.model or "moving-digits", frames=videos.shape[1],
+                sampler=args.sampler or cfg.sampler,
                 steps=args.steps or cfg.num_steps,
                 guidance=cfg.guidance_scale if args.guidance is None else args.guidance,
                 seed=args.seed, sampling_seconds=round(seconds, 1))

@@ -105,6 +105,8 @@ def evaluate(videos: np.ndarray, attributes: Mapping[str, np.ndarray],
   there, over the frames where the truth shows it: `track_accuracy`, the share where it lies
   within TRACK_TOLERANCE dataset px (absent counts as a miss), and `track_error_px`, the mean
   distance where both show it. Frame repetition misses every in-between frame by a step.
+  A single frame (an image) shows no motion: it is judged on digit and colour only, and its
+  all-attributes accuracy is over those two.
   """
   videos = _check(videos, "videos")
   if real_videos is not None:
@@ -125,7 +127,8 @@ def evaluate(videos: np.ndarray, attributes: Mapping[str, np.ndarray],
   if len(num) != len(videos) or np.any(num < 0) or np.any(num > fields["digit"].shape[1]):
     raise ValueError(f"attributes['num_objects']: expected one count per video (of "
                      f"{len(videos)}), each in [0, {fields['digit'].shape[1]}], got {num.tolist()}")
-  right = {k: [] for k in ATTRIBUTE_KEYS}
+  judged = ATTRIBUTE_KEYS if videos.shape[1] > 1 else ("digit", "color")
+  right = {k: [] for k in judged}
   frame_right, consistency, all_right, count_right = [], [], [], []
   all_readings = [oracle.read_video(video, rate) for video in videos]
   for i, readings in enumerate(all_readings):
@@ -134,8 +137,9 @@ def evaluate(videos: np.ndarray, attributes: Mapping[str, np.ndarray],
     for target, reading in zip(targets, match(targets, readings)):
       got = (None,) * 3 if reading is None else (reading.digit, reading.color, reading.direction)
       for k, want, have in zip(ATTRIBUTE_KEYS, target, got):
-        right[k].append(want == have)
-        video_right &= want == have
+        if k in judged:
+          right[k].append(want == have)
+          video_right &= want == have
       consistency.append(0.0 if reading is None else reading.consistency)
       frame_right.append(0.0 if reading is None else np.mean(reading.frame_digits == target[0]))
     all_right.append(video_right)
