@@ -132,7 +132,9 @@ def evaluate(videos: np.ndarray, attributes: Mapping[str, np.ndarray],
   frame_right, consistency, all_right, count_right = [], [], [], []
   all_readings = [oracle.read_video(video, rate) for video in videos]
   for i, readings in enumerate(all_readings):
-    targets = [tuple(int(fields[k][i, j]) for k in ATTRIBUTE_KEYS) for j in range(num[i])]
+    # An attribute not judged (a still's direction) is None: it counts for no pairing.
+    targets = [tuple(int(fields[k][i, j]) if k in judged else None for k in ATTRIBUTE_KEYS)
+               for j in range(num[i])]
     video_right = len(readings) == len(targets)
     for target, reading in zip(targets, match(targets, readings)):
       got = (None,) * 3 if reading is None else (reading.digit, reading.color, reading.direction)
