@@ -260,8 +260,9 @@ def test_init_from_starts_a_run_from_another_runs_weights(vae_run, tmp_path):
   assert not os.path.exists(tmp_path / "elsewhere")
   config.init_from = straight
   config.model.base_dim = 8
-  with pytest.raises(ValueError,
-                     match=r"init_from=.*do not fit.*\['bias'\] is \(8,\) there, expected \(16,\)"):
+  with pytest.raises(ValueError, match=r"init_from=.*: param decoder/conv_in/bias has shape "
+                                       r"\(8,\) from the checkpoint; the model's config expects "
+                                       r"\(16,\)"):
     loop.train(config, str(tmp_path / "wider"), task=MockVAETask(config), progress=False,
                stop_at=0)
 

@@ -45,15 +45,14 @@ class Checkpointer:
     self.manager.close()
 
 
-def restore_params(workdir: str, which: str | tuple[str, ...] = "ema_params",
-                   argument: str = "workdir") -> dict | tuple[dict, ...]:
-  """Numpy params (EMA by default; a tuple of names gives a tuple) of the latest checkpoint of
-  the `jaxgen train` run in workdir; `argument` names workdir in errors."""
+def restore_state(workdir: str, argument: str = "workdir") -> dict:
+  """The latest checkpoint of the `jaxgen train` run in workdir, as a dict of numpy trees
+  ({step, params, opt_state, ema_params}); `argument` names workdir in errors."""
   # Checkpointer creates its directory: a mistyped workdir must not gain an empty one.
   checkpointer = None
   if os.path.isdir(os.path.join(os.fspath(workdir), "checkpoints")):
     checkpointer = Checkpointer(workdir, every=1)
-  step = checkpointer and checkpointer.latest_step()
+  step = checkpointer.latest_step() if checkpointer else None
   if step is None:
     if checkpointer:
       checkpointer.close()
@@ -61,6 +60,9 @@ def restore_params(workdir: str, which: str | tuple[str, ...] = "ema_params",
                      "`jaxgen train` run")
   state = checkpointer.manager.restore(step, args=ocp.args.StandardRestore())
   checkpointer.close()
-  if isinstance(which, str):
-    return jax.tree.map(np.asarray, state[which])
-  return tuple(jax.tree.map(np.asarray, state[w]) for w in which)
+  return jax.tree.map(np.asarray, state)
+
+
+def restore_params(workdir: str, which: str = "ema_params") -> dict:
+  """Numpy params (EMA by default) of the latest checkpoint of the `jaxgen train` run in workdir."""
+  return restore_state(workdir)[which]

@@ -176,16 +176,11 @@ def _init_from(workdir: str, state: state_lib.TrainState, shardings) -> state_li
   """`state` with the params and EMA params of the latest checkpoint in `workdir` (stage-wise
   training: e.g. images first, then videos, as Open-Sora and Wan train); the step and optimizer
   state start afresh."""
-  params, ema = ckpt_lib.restore_params(workdir, ("params", "ema_params"), argument="init_from")
-  want = {jax.tree_util.keystr(k): v.shape for k, v in jax.tree_util.tree_leaves_with_path(
-      state.params)}
-  got = {jax.tree_util.keystr(k): v.shape for k, v in jax.tree_util.tree_leaves_with_path(params)}
-  if got != want:
-    name = next(k for k in sorted(want.keys() | got.keys()) if want.get(k) != got.get(k))
-    raise ValueError(f"init_from={workdir!r}: its params do not fit this config's: {name} is "
-                     f"{got.get(name, 'absent')} there, expected {want.get(name, 'absent')}")
-  return state.replace(params=jax.device_put(params, shardings.params),
-                       ema_params=jax.device_put(ema, shardings.ema_params))
+  from jaxgen.zoo.checkpoint import check_params  # the zoo's loaders import the model families
+  source = ckpt_lib.restore_state(workdir, argument="init_from")
+  check_params(source["params"], state.params, f"init_from={workdir!r}")
+  return state.replace(params=jax.device_put(source["params"], shardings.params),
+                       ema_params=jax.device_put(source["ema_params"], shardings.ema_params))
 
 
 def _progress(enabled: bool, start: int, total: int, num_params: int, workdir: str):

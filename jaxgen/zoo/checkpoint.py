@@ -109,7 +109,7 @@ def check_params(params: dict, expected: dict, what: str) -> None:
 
   got, want = dict(flat(params)), dict(flat(expected))
   if got.keys() != want.keys():
-    raise CheckpointError(f"{what}: converted params differ from the model's: missing "
+    raise CheckpointError(f"{what}: params differ from the model's: missing "
                           f"{sorted(want.keys() - got.keys())[:5]}, unexpected "
                           f"{sorted(got.keys() - want.keys())[:5]}")
   bad = [(k, got[k], want[k]) for k in want if got[k] != want[k]]
