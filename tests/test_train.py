@@ -343,6 +343,33 @@ def _t2v_batch(task, size: int = 2) -> dict:
           "attention_mask": jnp.asarray(tokens["attention_mask"], jnp.int32)}
 
 
+class SampledT2VTask(MockT2VTask):
+  """MockT2VTask on latents of the bundle's 32x32 frames, decoded by a random tiny VAE."""
+
+  def data_source(self, split: str):
+    mean = np.random.default_rng(0).normal(size=(8, 3, 16, 16, 4)).astype(np.float16)
+    return latents_lib.LatentSource({"mean": mean, "std": np.full_like(mean, 0.1)},
+                                    _mock_source(8))
+
+  @property
+  def vae_params(self):
+    module = vae.VAETask(self.config.vae).model
+    return module.init(jax.random.key(3), jnp.zeros((1, 5, 32, 32, 3)))["params"]
+
+
+@pytest.mark.parametrize("video_batch_size", [None, 0])
+def test_t2v_samples_are_videos_or_stills(video_batch_size):
+  """samples.png shows videos, or first frames for an image model (video_batch_size=0)."""
+  config = _t2v_config()
+  config.video_batch_size = video_batch_size
+  task = SampledT2VTask(config)
+  batch = _t2v_batch(task)
+  params = nn.unbox(task.init(jax.random.key(0), batch))
+  samples = task.samples(params, batch, jax.random.key(1))
+  frames = 5 if video_batch_size is None else 1  # 3 latent frames: 1 + 2·2 frames
+  assert samples.shape == (2, 2, frames, 32, 32, 3) and samples.dtype == jnp.uint8
+
+
 class BumpedT2VTask(MockT2VTask):
   """Adds `bump` to the transformers' predictions in the first latent frame."""
   bump = 0.0

@@ -247,16 +247,12 @@ class T2VTask:
     with jax.ensure_compile_time_eval():
       return ckpt_lib.restore_params(os.path.expanduser(self.config.vae.workdir))
 
-  def generate(self, params: dict, ids: Array, mask: Array, key: Array,
-               z_cond: Array | None = None, frame_mask: Array | None = None) -> Array:
-    """Videos float32 [B, T, H, W, 3] in [-1, 1] for captions ids/mask [B, L], with guidance;
-    z_cond [B, t, h, w, z] (standardised) and frame_mask [B, t] give frames as conditions."""
+  def generate(self, params: dict, ids: Array, mask: Array, key: Array, num_frames: int) -> Array:
+    """Videos float32 [B, num_frames, H, W, 3] in [-1, 1] for captions ids/mask [B, L], with
+    guidance."""
     cfg, s = self.model, self.config.sampling
-    b = ids.shape[0]
-    shape = (b,) + cfg.latent_shape(cfg.num_frames)
-    if frame_mask is None:
-      z_cond, frame_mask = jnp.zeros(shape), jnp.zeros(shape[:2])
-    frames = conditioning.condition_channels(z_cond, frame_mask)
+    shape = (ids.shape[0],) + cfg.latent_shape(num_frames)
+    frames = conditioning.condition_channels(jnp.zeros(shape), jnp.zeros(shape[:2]))
     empty_ids = jnp.broadcast_to(self.empty_ids, ids.shape)
     empty_mask = jnp.broadcast_to(self.empty_mask, mask.shape)
     context, pooled = self.encode_text(params, ids, mask)
@@ -267,15 +263,16 @@ class T2VTask:
     z = sample(self.denoiser(params), jax.random.normal(key, shape), cond,
                config=SamplerConfig(s.sampler, s.num_steps), schedule=cfg.schedule,
                prediction_type="flow", guidance_scale=s.guidance_scale, negative_cond=negative)
-    z = conditioning.paste(z, z_cond, frame_mask)
     return vw.AutoencoderKLWan(cfg.vae).apply(
         {"params": self.vae_params}, vw.denormalize(cfg.vae, z), method=vae_task.decode_unrolled)
 
   def samples(self, params: dict, batch: dict[str, Array], key: Array) -> Array:
     """Each test video (its VAE reconstruction) above a sample for its caption: uint8
-    [B, 2, T, H, W, 3]."""
+    [B, 2, T, H, W, 3]; an image model (video_batch_size=0) draws first frames (T = 1)."""
     cfg = self.model
+    latents = batch["latents"][:, :1] if self.video_batch_size == 0 else batch["latents"]
     real = vw.AutoencoderKLWan(cfg.vae).apply(
-        {"params": self.vae_params}, batch["latents"], method=vae_task.decode_unrolled)
-    fake = self.generate(params, batch["input_ids"], batch["attention_mask"], key)
+        {"params": self.vae_params}, latents, method=vae_task.decode_unrolled)
+    fake = self.generate(params, batch["input_ids"], batch["attention_mask"], key,
+                         num_frames=real.shape[1])
     return jnp.stack([to_uint8(real), to_uint8(fake)], axis=1)
