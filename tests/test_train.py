@@ -13,6 +13,7 @@ import pytest
 
 from jaxgen.data import moving_digits as md
 from jaxgen.data import vocab
+from jaxgen.pipelines import bundle, load
 from jaxgen.pipelines.pixels import to_unit_range
 from jaxgen.train import config_lib, ema, fast_conv, loop, masks, optim
 from jaxgen.train import checkpoint as ckpt_lib
@@ -254,7 +255,9 @@ def test_init_from_starts_a_run_from_another_runs_weights(vae_run, tmp_path):
   for x, y in zip(jax.tree.leaves(trained["state"]), jax.tree.leaves(resumed["state"])):
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
-  with pytest.raises(ValueError, match=r"init_from=.*elsewhere.*has no checkpoint"):
+  with pytest.raises(ValueError, match=r"init_from=.*elsewhere.*has no checkpoint; expected the "
+                                       r"workdir of a `jaxgen train` run, a text-to-video bundle "
+                                       r"directory .* or a shipped model \(moving-digits"):
     loop.train(config, str(tmp_path / "other"), task=MockVAETask(config), progress=False,
                stop_at=0)
   assert not os.path.exists(tmp_path / "elsewhere")
@@ -354,7 +357,24 @@ class SampledT2VTask(MockT2VTask):
   @property
   def vae_params(self):
     module = vae.VAETask(self.config.vae).model
-    return module.init(jax.random.key(3), jnp.zeros((1, 5, 32, 32, 3)))["params"]
+    return nn.unbox(module.init(jax.random.key(3), jnp.zeros((1, 5, 32, 32, 3)))["params"])
+
+
+def test_init_from_a_bundle_fine_tunes_its_weights(tmp_path):
+  """A text-to-video bundle's weights start a run as its params and EMA params (not the VAE)."""
+  config = _t2v_config()
+  task = SampledT2VTask(config)
+  params = nn.unbox(task.init(jax.random.key(5), _t2v_batch(task)))
+  path = bundle.save_bundle(tmp_path / "bundle", task.model, {**params, "vae": task.vae_params},
+                            task.tokenizer)
+  config.init_from = path
+  state = loop.train(config, str(tmp_path / "run"), task=SampledT2VTask(config), progress=False,
+                     stop_at=0)["state"]
+  for got in (state.params, state.ema_params):
+    assert set(got) == set(params)
+    for x, y in zip(jax.tree.leaves(got), jax.tree.leaves(params)):
+      np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  assert load.bundle_dir("moving-digits") == os.path.join(load.WEIGHTS_DIR, "moving-digits")
 
 
 @pytest.mark.parametrize("video_batch_size", [None, 0])

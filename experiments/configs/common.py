@@ -20,8 +20,9 @@ def base_config(task: str, runlocal: bool) -> ml_collections.ConfigDict:
   c.ema_decay = 0.999
   c.ema_warmup = True
   c.mesh = ml_collections.ConfigDict({"data": -1, "fsdp": 1})
-  # A run's workdir whose latest params and EMA params start this one, when it has no checkpoint
-  # of its own (stage-wise training); the step and optimizer state start afresh. "": from scratch.
+  # The weights this run starts from, when it has no checkpoint of its own: a run's workdir (its
+  # latest params and EMA params: stage-wise training) or a text-to-video bundle, a directory or
+  # a shipped name (fine-tuning); the step and optimizer state start afresh. "": from scratch.
   c.init_from = ""
 
   c.data = ml_collections.ConfigDict()

@@ -36,13 +36,16 @@ def load_pipeline(model: str | None = None):
               "randomly initialised tiny model, so the video shows no digits")
   if model == RANDOM_TINY:
     return TextToVideo(*random_tiny()), note
-  if model in shipped_models():
-    return TextToVideo(*load_bundle(os.path.join(WEIGHTS_DIR, model))), note
-  if os.path.isdir(model):
-    return TextToVideo(*load_bundle(model)), note
+  if model in shipped_models() or os.path.isdir(model):
+    return TextToVideo(*load_bundle(bundle_dir(model))), note
   names = shipped_models() + [RANDOM_TINY]
   raise ValueError(f"model={model!r} is not supported; expected one of {', '.join(names)} or a bundle "
                    "directory (model.json, params.safetensors, tokenizer/)")
+
+
+def bundle_dir(model: str) -> str:
+  """The directory of a shipped model's bundle, or `model` itself (a directory)."""
+  return os.path.join(WEIGHTS_DIR, model) if model in shipped_models() else model
 
 
 @functools.lru_cache(maxsize=None)

@@ -122,7 +122,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Any | None = No
   if start:
     state = checkpointer.restore(state, start)
   elif config.get("init_from"):
-    state = _init_from(os.path.expanduser(config.init_from), state, shardings)
+    state = _init_from(config.init_from, state, shardings)
   _truncate_metrics(workdir, start)
   num_params = state_lib.num_params(state.params)
 
@@ -172,15 +172,29 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Any | None = No
   return {"state": state, "metrics": rows, "resumed_from": start}
 
 
-def _init_from(workdir: str, state: state_lib.TrainState, shardings) -> state_lib.TrainState:
-  """`state` with the params and EMA params of the latest checkpoint in `workdir` (stage-wise
-  training: e.g. images first, then videos, as Open-Sora and Wan train); the step and optimizer
-  state start afresh."""
-  from jaxgen.zoo.checkpoint import check_params  # the zoo's loaders import the model families
-  source = ckpt_lib.restore_state(workdir, argument="init_from")
-  check_params(source["params"], state.params, f"init_from={workdir!r}")
-  return state.replace(params=jax.device_put(source["params"], shardings.params),
-                       ema_params=jax.device_put(source["ema_params"], shardings.ema_params))
+def _init_from(source: str, state: state_lib.TrainState, shardings) -> state_lib.TrainState:
+  """`state` with the weights of `source`, the step and optimizer state afresh: stage-wise
+  training (images first, then videos, as Open-Sora and Wan train) from a `jaxgen train` workdir
+  (its latest checkpoint's params and EMA params), or fine-tuning a text-to-video bundle (a
+  directory, or a shipped model such as `moving-digits`; its weights as both)."""
+  # Imported here: the zoo's loaders import the model families, bundles the pipelines.
+  from jaxgen.pipelines import bundle, load
+  from jaxgen.zoo.checkpoint import check_params
+  path = os.path.expanduser(load.bundle_dir(source))
+  if os.path.isfile(os.path.join(path, bundle.META_FILE)):
+    _, weights, _ = bundle.load_bundle(path)
+    params = ema_params = {k: v for k, v in weights.items() if k in state.params}  # not the VAE
+  else:
+    try:
+      restored = ckpt_lib.restore_state(path, argument="init_from")
+    except ValueError as e:
+      raise ValueError(f"{e}, a text-to-video bundle directory (model.json, params.safetensors, "
+                       f"tokenizer/) or a shipped model ({', '.join(load.shipped_models())})"
+                       ) from None
+    params, ema_params = restored["params"], restored["ema_params"]
+  check_params(params, state.params, f"init_from={source!r}")
+  return state.replace(params=jax.device_put(params, shardings.params),
+                       ema_params=jax.device_put(ema_params, shardings.ema_params))
 
 
 def _progress(enabled: bool, start: int, total: int, num_params: int, workdir: str):
