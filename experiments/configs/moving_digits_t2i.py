@@ -2,14 +2,14 @@ r"""Image pretraining of the Moving Digits text-to-video model (stage-wise train
 and Wan train): the same text encoder and DiTs on images only, each example its video's first
 latent frame (which the causal VAE encodes by itself), a ninth of a video's tokens.
 
-Videos alone did not teach the DiTs the digit words (README): one-digit images at batch 128 draw
-the prompted digit 7.9% of the time after 1,000 steps, 26% after 5,000 (guidance 4). Stage 1, on
-one-digit images; stage 2 continues it on all images:
+Videos alone did not teach the DiTs the digit words (README). Stage 1 starts on one-digit images;
+stage 2 continues on all images with a fresh schedule (its state is committed in
+experiments/resume/moving-digits-t2i, a bundle `init_from` reads):
 
-  jaxgen train --config experiments/configs/moving_digits_t2i.py --workdir ~/jaxgen/runs/t2i_1 \
-    --config.num_steps=5000 --config.one_digit_steps=5000
+  jaxgen train --config experiments/configs/moving_digits_t2i.py --workdir ~/jaxgen/runs/t2i \
+    --config.num_steps=4500 --config.one_digit_steps=1500
   jaxgen train --config experiments/configs/moving_digits_t2i.py --workdir ~/jaxgen/runs/t2i_2 \
-    --config.init_from=~/jaxgen/runs/t2i_1
+    --config.init_from=~/jaxgen/runs/t2i
 """
 
 import os
@@ -25,7 +25,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c = moving_digits_t2v.get_config(arg)
   runlocal = arg == "runlocal"
   c.description = c.description + " (image pretraining)"
-  c.num_steps = 20 if runlocal else 15_000
+  c.num_steps = 20 if runlocal else 5000
   c.batch_size = 8 if runlocal else 128
   c.video_batch_size = 0  # images only
   c.one_digit_steps = 0
