@@ -26,13 +26,22 @@ if [ ! -s "$RUNS/vae/oracle.json" ]; then
   cat "$RUNS/vae/oracle.json"
 fi
 
-# 3. DiT + text encoder on the VAE's latents (encoded into $RUNS/vae/latents on first use, with
-#    the per-channel latent mean/std in stats.json).
-python -m jaxgen train --config "$CONFIGS/moving_digits_t2v.py" --workdir "$RUNS/t2v" \
-  --config.vae.workdir="$RUNS/vae" --config.vae.latents_dir="$RUNS/vae/latents"
+# 3. Text encoder + DiTs on the VAE's latents (encoded into $RUNS/vae/latents on first use, with
+#    the per-channel latent mean/std in stats.json), stage-wise as Open-Sora and Wan train: images
+#    first (each video's first latent frame, a ninth of its tokens), one-digit ones for the first
+#    1,500 steps; two more image runs, each from the last with a fresh schedule; then videos and
+#    images jointly with the text encoder frozen.
+VAE=(--config.vae.workdir="$RUNS/vae" --config.vae.latents_dir="$RUNS/vae/latents")
+python -m jaxgen train --config "$CONFIGS/moving_digits_t2i.py" --workdir "$RUNS/t2i" "${VAE[@]}" \
+  --config.num_steps=4500 --config.one_digit_steps=1500
+python -m jaxgen train --config "$CONFIGS/moving_digits_t2i.py" --workdir "$RUNS/t2i_2" "${VAE[@]}" \
+  --config.init_from="$RUNS/t2i"
+python -m jaxgen train --config "$CONFIGS/moving_digits_t2i.py" --workdir "$RUNS/t2i_3" "${VAE[@]}" \
+  --config.init_from="$RUNS/t2i_2" --config.num_steps=4500
+python -m jaxgen train --config "$CONFIGS/moving_digits_t2v.py" --workdir "$RUNS/t2v" "${VAE[@]}" \
+  --config.init_from="$RUNS/t2i_3"
 
 # 4. The bundle (EMA weights, float16 storage), and its oracle evaluation.
 python -m jaxgen.train.export bundle --config "$CONFIGS/moving_digits_t2v.py" \
-  --workdir "$RUNS/t2v" --out "$OUT" \
-  --config.vae.workdir="$RUNS/vae" --config.vae.latents_dir="$RUNS/vae/latents"
+  --workdir "$RUNS/t2v" --out "$OUT" "${VAE[@]}"
 python -m jaxgen eval --model "$OUT" --num-videos 256 --output "$RUNS/t2v/oracle.json"

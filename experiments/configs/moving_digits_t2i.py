@@ -3,13 +3,15 @@ and Wan train): the same text encoder and DiTs on images only, each example its 
 latent frame (which the causal VAE encodes by itself), a ninth of a video's tokens.
 
 Videos alone did not teach the DiTs the digit words (README). Stage 1 starts on one-digit images;
-stage 2 continues on all images with a fresh schedule (its state is committed in
+stages 2 and 3 continue on all images, each with a fresh schedule (stage 3's state is committed in
 experiments/resume/moving-digits-t2i, a bundle `init_from` reads):
 
   jaxgen train --config experiments/configs/moving_digits_t2i.py --workdir ~/jaxgen/runs/t2i \
     --config.num_steps=4500 --config.one_digit_steps=1500
   jaxgen train --config experiments/configs/moving_digits_t2i.py --workdir ~/jaxgen/runs/t2i_2 \
     --config.init_from=~/jaxgen/runs/t2i
+  jaxgen train --config experiments/configs/moving_digits_t2i.py --workdir ~/jaxgen/runs/t2i_3 \
+    --config.init_from=~/jaxgen/runs/t2i_2 --config.num_steps=4500
 """
 
 import os
