@@ -7,6 +7,13 @@ first use.
 
   jaxgen train --config experiments/configs/moving_digits_t2v.py --workdir ~/jaxgen/runs/t2v
   jaxgen train --config experiments/configs/moving_digits_t2v.py:runlocal --workdir /tmp/t2v
+
+The shipped model trains these DiTs on images first (moving_digits_t2i.py), then here on videos
+and images from those weights with the text encoder frozen (experiments/train_moving_digits.sh):
+
+  jaxgen train --config experiments/configs/moving_digits_t2v.py --workdir ~/jaxgen/runs/t2v \
+    --config.init_from=experiments/resume/moving-digits-t2i --config.batch_size=64 \
+    --config.video_batch_size=32 --config.text_encoder_experts='()' --config.num_steps=4000
 """
 
 import os
