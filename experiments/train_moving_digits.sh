@@ -7,7 +7,7 @@
 # Every stage is resumable: rerunning the script continues each training from its latest
 # checkpoint and skips what is already done. JAXGEN_DATA_DIR sets the dataset directory
 # (default ~/jaxgen/data). On a 2-core CPU: dataset ~1 min, VAE ~35 min, latents ~3 min, image
-# stages ~1 h each (1.4 steps/s at batch 128), video stage ~80 min (0.83 steps/s at batch 64).
+# stages ~1 h each (1.4 steps/s at batch 128), video stages 74 + 48 min (0.9 steps/s at batch 64).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${1:-$HOME/jaxgen/runs}"
@@ -30,8 +30,8 @@ fi
 # 3. Text encoder + DiTs on the VAE's latents (encoded into $RUNS/vae/latents on first use, with
 #    the per-channel latent mean/std in stats.json), stage-wise as Open-Sora and Wan train: images
 #    first (each video's first latent frame, a ninth of its tokens), one-digit ones for the first
-#    1,500 steps; two more image runs, each from the last with a fresh schedule; then videos and
-#    images jointly with the text encoder frozen.
+#    1,500 steps; two more image runs, each from the last with a fresh schedule; then two runs on
+#    videos and images jointly (32 of each per batch) with the text encoder frozen.
 VAE=(--config.vae.workdir="$RUNS/vae" --config.vae.latents_dir="$RUNS/vae/latents")
 python -m jaxgen train --config "$CONFIGS/moving_digits_t2i.py" --workdir "$RUNS/t2i" "${VAE[@]}" \
   --config.num_steps=4500 --config.one_digit_steps=1500
@@ -39,11 +39,13 @@ python -m jaxgen train --config "$CONFIGS/moving_digits_t2i.py" --workdir "$RUNS
   --config.init_from="$RUNS/t2i"
 python -m jaxgen train --config "$CONFIGS/moving_digits_t2i.py" --workdir "$RUNS/t2i_3" "${VAE[@]}" \
   --config.init_from="$RUNS/t2i_2" --config.num_steps=4500
+VIDEO=(--config.batch_size=64 --config.video_batch_size=32 --config.text_encoder_experts='()')
 python -m jaxgen train --config "$CONFIGS/moving_digits_t2v.py" --workdir "$RUNS/t2v" "${VAE[@]}" \
-  --config.init_from="$RUNS/t2i_3" --config.batch_size=64 --config.video_batch_size=32 \
-  --config.text_encoder_experts='()' --config.num_steps=4000
+  "${VIDEO[@]}" --config.init_from="$RUNS/t2i_3" --config.num_steps=4000
+python -m jaxgen train --config "$CONFIGS/moving_digits_t2v.py" --workdir "$RUNS/t2v_2" "${VAE[@]}" \
+  "${VIDEO[@]}" --config.init_from="$RUNS/t2v" --config.num_steps=2500 --config.one_digit_steps=0
 
 # 4. The bundle (EMA weights, float16 storage), and its oracle evaluation.
 python -m jaxgen.train.export bundle --config "$CONFIGS/moving_digits_t2v.py" \
-  --workdir "$RUNS/t2v" --out "$OUT" "${VAE[@]}"
-python -m jaxgen eval --model "$OUT" --num-videos 256 --output "$RUNS/t2v/oracle.json"
+  --workdir "$RUNS/t2v_2" --out "$OUT" "${VAE[@]}"
+python -m jaxgen eval --model "$OUT" --num-videos 256 --output "$RUNS/t2v_2/oracle.json"
