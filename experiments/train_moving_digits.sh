@@ -31,7 +31,7 @@ fi
 # 3. Text encoder + DiTs on the VAE's latents (encoded into $RUNS/vae/latents on first use, with
 #    the per-channel latent mean/std in stats.json), stage-wise as Open-Sora and Wan train: images
 #    first (each video's first latent frame, a ninth of its tokens), one-digit ones for the first
-#    1,500 steps; two more image runs, each from the last with a fresh schedule; then three runs on
+#    1,500 steps; two more image runs, each from the last with a fresh schedule; then four runs on
 #    videos and images jointly (32 of each per batch) with the text encoder frozen.
 VAE=(--config.vae.workdir="$RUNS/vae" --config.vae.latents_dir="$RUNS/vae/latents")
 python -m jaxgen train --config "$CONFIGS/moving_digits_t2i.py" --workdir "$RUNS/t2i" "${VAE[@]}" \
@@ -51,8 +51,10 @@ python -m jaxgen.train.export bundle --config "$CONFIGS/moving_digits_t2v.py" \
 python -m jaxgen train --config "$CONFIGS/moving_digits_t2v.py" --workdir "$RUNS/t2v_3" "${VAE[@]}" \
   "${VIDEO[@]}" --config.init_from="$RUNS/t2v_2/bundle" --config.num_steps=5000 \
   --config.one_digit_steps=0
+python -m jaxgen train --config "$CONFIGS/moving_digits_t2v.py" --workdir "$RUNS/t2v_4" "${VAE[@]}" \
+  "${VIDEO[@]}" --config.init_from="$RUNS/t2v_3" --config.num_steps=2000 --config.one_digit_steps=0
 
 # 4. The bundle (EMA weights, float16 storage), and its oracle evaluation.
 python -m jaxgen.train.export bundle --config "$CONFIGS/moving_digits_t2v.py" \
-  --workdir "$RUNS/t2v_3" --out "$OUT" "${VAE[@]}"
-python -m jaxgen eval --model "$OUT" --num-videos 256 --output "$RUNS/t2v_3/oracle.json"
+  --workdir "$RUNS/t2v_4" --out "$OUT" "${VAE[@]}"
+python -m jaxgen eval --model "$OUT" --num-videos 256 --output "$RUNS/t2v_4/oracle.json"
