@@ -7,8 +7,8 @@
 # Every stage is resumable: rerunning the script continues each training from its latest
 # checkpoint and skips what is already done. JAXGEN_DATA_DIR sets the dataset directory
 # (default ~/jaxgen/data). On a 2-core CPU: dataset ~1 min, VAE ~35 min, latents ~3 min, image
-# stages ~1 h each (1.4 steps/s at batch 128), video stages 74 + 48 + 69 + 30 +
-# 74 min (0.9-1.4 steps/s at batch 64).
+# stages ~1 h each (1.4 steps/s at batch 128), video stages 74 + 48 + 69 + 30 + 74 min
+# (0.9-1.4 steps/s at batch 64).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${1:-$HOME/jaxgen/runs}"
