@@ -257,6 +257,8 @@ def test_stage_evaluation_against_naive_upsampling(tmp_path, tsr):
     cli.run(parser.parse_args(["--model", "moving-digits-cascade", "--steps", "3"]))
   with pytest.raises(ValueError, match="--aug-level=0.2 is not supported with model='moving-di"):
     cli.run(parser.parse_args(["--model", "moving-digits", "--aug-level", "0.2"]))
+  with pytest.raises(ValueError, match=r"guidance=\(5.0, 3.0\) is not supported for a stage"):
+    cli.run(parser.parse_args(["--model", str(path), "--guidance", "5,3"]))
   with pytest.raises(ValueError, match="--frames=1 is not supported with model="):
     cli.run(parser.parse_args(["--model", str(path), "--frames", "1"]))
   with pytest.raises(ValueError, match="--frames=0 is not supported; expected an integer >= 1"):

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 
 from jaxgen import cli
+from jaxgen.diffusion.samplers import SamplerConfig, make_plan
 from jaxgen.pipelines import conditioning
 from jaxgen.pipelines.bundle import load_bundle, save_bundle
 from jaxgen.pipelines.load import load_pipeline, random_tiny
-from jaxgen.pipelines.text_to_video import TextToVideo, denoiser, expert
+from jaxgen.pipelines.text_to_video import TextToVideo, denoiser, expert, guidance_weights
 
 STEPS = 2  # every test samples with the same static config, so the program compiles once
 
@@ -84,6 +85,24 @@ def test_noise_level_experts_each_denoise_their_levels(tmp_path):
   with pytest.raises(ValueError, match="expected text_encoder, transformer, transformer_2, transformer_3, vae"):
     save_bundle(tmp_path / "bad", config, {k: v for k, v in params.items() if k != "transformer_2"},
                 tokenizer_dir)
+
+
+def test_guidance_per_expert():
+  """Each step takes the scale of the expert whose levels it starts from (Wan 2.2's two scales)."""
+  config, params, tokenizer_dir = _with_experts()
+  sampler = SamplerConfig("unipc", 10)
+  t = np.asarray(make_plan(sampler, config.schedule).t_hat)
+  expected = np.where(t >= 600, 7.0, np.where(t >= 300, 3.0, 1.5))
+  assert set(expected) == {7.0, 3.0, 1.5}  # the plan visits all three experts
+  np.testing.assert_array_equal(guidance_weights(config, sampler, (7, 3, 1.5)), expected)
+  np.testing.assert_array_equal(guidance_weights(config, sampler, 4.0), np.full(10, 4.0))
+  for bad in ((7, 3), (4, float("nan"), 1), [[4.0]]):
+    with pytest.raises(ValueError, match=r"guidance_scale=.* expected a number or 3 numbers"):
+      guidance_weights(config, sampler, bad)
+  pipe = TextToVideo(config, params, tokenizer_dir)
+  same = pipe("a red 3 moving left", num_steps=STEPS, guidance_scale=(4, 4, 4))
+  np.testing.assert_array_equal(same, pipe("a red 3 moving left", num_steps=STEPS, guidance_scale=4))
+  assert not np.array_equal(same, pipe("a red 3 moving left", num_steps=STEPS, guidance_scale=(1, 4, 4)))
 
 
 def test_noise_level_expert_config_errors():
@@ -175,6 +194,8 @@ def test_eval_judges_images(tmp_path):
     (["-o", "x.gif", "--frames", "16", "--model", "random-tiny"], "num_frames=16"),
     (["-o", "x.gif", "--model", "no-such-model"], "model='no-such-model'"),
     (["-o", "x.gif", "--sampler", "plms", "--model", "random-tiny"], "sampler='plms'"),
+    (["-o", "x.gif", "--guidance", "5,3", "--model", "random-tiny"],
+     "guidance_scale=(5.0, 3.0) is not supported; expected a number"),
 ])
 def test_cli_errors_name_the_argument(argv, match, capsys, tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path)
@@ -182,6 +203,14 @@ def test_cli_errors_name_the_argument(argv, match, capsys, tmp_path, monkeypatch
   err = capsys.readouterr().err
   assert "error:" in err and match in err
   assert not os.listdir(tmp_path)  # nothing half-written
+
+
+def test_cli_guidance_takes_one_scale_per_expert(capsys):
+  from jaxgen.pipelines.generate_cli import guidance_scales
+  assert guidance_scales("4") == 4.0 and guidance_scales("5,3") == (5.0, 3.0)
+  with pytest.raises(SystemExit):
+    cli.main(["generate", "a red 7", "-o", "x.gif", "--guidance", "5;3"])
+  assert "--guidance: '5;3'; expected a number or comma-separated numbers" in capsys.readouterr().err
 
 
 def test_write_file_is_atomic(tmp_path):

@@ -53,6 +53,9 @@ def evaluate_stage(path: str, *, num_videos: int = 64, batch_size: int = 16, see
   """
   from jaxgen.models.tokenizers import load_tokenizer  # pylint: disable=g-import-not-at-top
 
+  if guidance is not None and not isinstance(guidance, (int, float)):
+    raise ValueError(f"guidance={guidance!r} is not supported for a stage; expected one number "
+                     "(a stage has one network, no noise-level experts)")
   config, params = cascade_lib.load_stage(path)
   config = dataclasses.replace(
       config, sampler=dataclasses.replace(config.sampler, name=sampler or config.sampler.name,

@@ -10,6 +10,8 @@ import argparse
 import json
 import time
 
+from jaxgen.pipelines.generate_cli import guidance_scales
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--model", default=None, help="a shipped model (default: moving-digits), a bundle "
@@ -22,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="frames per video (default: the model's); 1: images, judged on digit "
                       "and colour")
   parser.add_argument("--sampler", default=None)
-  parser.add_argument("--guidance", type=float, default=None)
+  parser.add_argument("--guidance", type=guidance_scales, default=None,
+                      help="guidance scale, or one per noise-level expert (default: the model's)")
   parser.add_argument("--aug-level", type=float, default=None,
                       help="a stage's noise-augmentation level of its input (default: the bundle's)")
   parser.add_argument("--seed", type=int, default=0, help="sampling seed")

@@ -39,7 +39,7 @@ class TextToVideoConfig:
   frame_conditioning: bool = True  # transformer input carries conditions.condition_channels
   sampler: str = "unipc"  # defaults for `jaxgen generate`
   num_steps: int = 30
-  guidance_scale: float = 4.0
+  guidance_scale: float | tuple[float, ...] = 4.0  # or one per expert (transformer_names)
   description: str = ""
   # Noise-level experts (eDiff-I, Balaji et al. 2022; Wan 2.2's two experts, named as in
   # diffusers): `transformer` denoises levels t >= boundary_ratio (of the schedule's timesteps),

@@ -15,8 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's)")
   parser.add_argument("--sampler", default=None,
                       help="ddpm, ddim, euler, heun, dpmpp_2m, unipc or flow_euler (default: the model's)")
-  parser.add_argument("--guidance", type=float, default=None,
-                      help="classifier-free guidance scale; 1 disables guidance (default: the model's)")
+  parser.add_argument("--guidance", type=guidance_scales, default=None,
+                      help="classifier-free guidance scale, or one per noise-level expert from the "
+                      "highest levels down (e.g. 5,3); 1 disables guidance (default: the model's)")
   parser.add_argument("--negative-prompt", default="", help="what the guidance steers away from")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--frames", type=int, default=None, help="number of frames (default: the model's)")
@@ -25,6 +26,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--fps", type=float, default=8.0)
   parser.add_argument("--upscale", type=int, default=4,
                       help="nearest-neighbour upscaling of the frames for viewing (1 keeps the model's size)")
+
+
+def guidance_scales(text: str) -> float | tuple[float, ...]:
+  """--guidance 4 -> 4.0; --guidance 5,3 -> (5.0, 3.0), one scale per noise-level expert."""
+  try:
+    scales = tuple(float(s) for s in text.split(","))
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r}; expected a number or comma-separated numbers "
+                                     "(one per expert), e.g. 4 or 5,3") from None
+  return scales[0] if len(scales) == 1 else scales
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.diffusion.samplers import SamplerConfig, sample
+from jaxgen.diffusion.samplers import SamplerConfig, make_plan, sample
 from jaxgen.models.clip_text import CLIPTextModel
 from jaxgen.models.tokenizers import load_tokenizer
 from jaxgen.models.vae_wan import AutoencoderKLWan, denormalize, normalize
@@ -46,12 +46,14 @@ class TextToVideo:
 
   def __call__(self, prompts: str | Sequence[str], *, negative_prompt: str = "",
                num_frames: int | None = None, num_steps: int | None = None, sampler: str | None = None,
-               guidance_scale: float | None = None, seed: int = 0, num_videos: int = 1,
+               guidance_scale: float | Sequence[float] | None = None, seed: int = 0, num_videos: int = 1,
                condition: np.ndarray | None = None, frame_mask: np.ndarray | None = None) -> np.ndarray:
     """Generates num_videos per prompt: uint8 [len(prompts) * num_videos, T, H, W, 3].
 
     condition (normalised latents [t, h, w, C] or [N, t, h, w, C]) with frame_mask [t] gives
     latent frames clean: image-to-video, extension, interpolation (see conditioning.task_mask).
+    guidance_scale: one scale, or one per noise-level expert (config.transformer_names, from the
+    highest levels down; Wan 2.2 guides its two experts apart).
     """
     cfg = self.config
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
@@ -61,8 +63,9 @@ class TextToVideo:
       raise ValueError(f"num_videos={num_videos} is not supported; expected an integer >= 1")
     num_frames = cfg.num_frames if num_frames is None else num_frames
     latent_shape = cfg.latent_shape(num_frames)
-    guidance_scale = cfg.guidance_scale if guidance_scale is None else float(guidance_scale)
     sampler_config = SamplerConfig(sampler or cfg.sampler, num_steps or cfg.num_steps)
+    weights = guidance_weights(cfg, sampler_config,
+                               cfg.guidance_scale if guidance_scale is None else guidance_scale)
     n = len(prompts) * num_videos
     prompts = [p for p in prompts for _ in range(num_videos)]
 
@@ -82,11 +85,27 @@ class TextToVideo:
     neg_ids, neg_mask = self.tokenizer([negative_prompt] * n)
     key = jax.random.key(seed)
     noise = jax.random.normal(jax.random.fold_in(key, 0), (n,) + latent_shape)
-    static = _Static(cfg, sampler_config, guidance_scale != 1.0)
+    static = _Static(cfg, sampler_config, bool(np.any(weights != 1.0)))
     video = _generate(static, self.params, ids, mask, neg_ids, neg_mask, noise,
                       jax.random.fold_in(key, 1), jnp.broadcast_to(condition, (n,) + latent_shape),
-                      jnp.broadcast_to(frame_mask, (n, latent_shape[0])), jnp.float32(guidance_scale))
+                      jnp.broadcast_to(frame_mask, (n, latent_shape[0])), weights)
     return np.asarray(to_uint8(video))
+
+
+def guidance_weights(config: TextToVideoConfig, sampler_config: SamplerConfig,
+                     guidance_scale: float | Sequence[float]) -> np.ndarray:
+  """The guidance weight of each sampling step [num_steps]: the scale of the expert whose levels
+  the step starts from, given one scale or one per expert (config.transformer_names)."""
+  names = config.transformer_names
+  scales = np.atleast_1d(np.asarray(guidance_scale, np.float32))
+  if scales.ndim != 1 or len(scales) not in (1, len(names)) or not np.all(np.isfinite(scales)):
+    per_expert = f" or {len(names)} numbers, one per expert {names}" if len(names) > 1 else ""
+    raise ValueError(f"guidance_scale={guidance_scale!r} is not supported; expected a number{per_expert}")
+  t = np.asarray(make_plan(sampler_config, config.schedule).t_hat)
+  expert = np.sum(t[:, None] < np.asarray(config.boundary_timesteps)[None, :], axis=1).astype(int)
+  weights = scales[np.minimum(expert, len(scales) - 1)]
+  # A strength < 1 plan skips the first steps; the loop takes weights for all num_steps.
+  return np.concatenate([np.full(sampler_config.num_steps - len(weights), weights[0]), weights])
 
 
 def _model_max_length(tokenizer_dir: str) -> int:

@@ -260,9 +260,10 @@ class T2VTask:
     context, pooled = self.encode_text(params, empty_ids, empty_mask)
     negative = {"context": context, "pooled": pooled, "mask": empty_mask.astype(bool),
                 "frames": frames}
-    z = sample(self.denoiser(params), jax.random.normal(key, shape), cond,
-               config=SamplerConfig(s.sampler, s.num_steps), schedule=cfg.schedule,
-               prediction_type="flow", guidance_scale=s.guidance_scale, negative_cond=negative)
+    sampler = SamplerConfig(s.sampler, s.num_steps)
+    z = sample(self.denoiser(params), jax.random.normal(key, shape), cond, config=sampler,
+               schedule=cfg.schedule, prediction_type="flow", negative_cond=negative,
+               guidance_scale=text_to_video.guidance_weights(cfg, sampler, s.guidance_scale))
     return vw.AutoencoderKLWan(cfg.vae).apply(
         {"params": self.vae_params}, vw.denormalize(cfg.vae, z), method=vae_task.decode_unrolled)
 
