@@ -96,6 +96,9 @@ def test_guidance_per_expert():
   assert set(expected) == {7.0, 3.0, 1.5}  # the plan visits all three experts
   np.testing.assert_array_equal(guidance_weights(config, sampler, (7, 3, 1.5)), expected)
   np.testing.assert_array_equal(guidance_weights(config, sampler, 4.0), np.full(10, 4.0))
+  # Also inside a traced function, as the training task's sample grid calls it.
+  np.testing.assert_array_equal(jax.jit(lambda: guidance_weights(config, sampler, (7, 3, 1.5)))(),
+                                expected)
   for bad in ((7, 3), (4, float("nan"), 1), [[4.0]]):
     with pytest.raises(ValueError, match=r"guidance_scale=.* expected a number or 3 numbers"):
       guidance_weights(config, sampler, bad)

@@ -101,7 +101,8 @@ def guidance_weights(config: TextToVideoConfig, sampler_config: SamplerConfig,
   if scales.ndim != 1 or len(scales) not in (1, len(names)) or not np.all(np.isfinite(scales)):
     per_expert = f" or {len(names)} numbers, one per expert {names}" if len(names) > 1 else ""
     raise ValueError(f"guidance_scale={guidance_scale!r} is not supported; expected a number{per_expert}")
-  t = np.asarray(make_plan(sampler_config, config.schedule).t_hat)
+  with jax.ensure_compile_time_eval():  # the plan stays on the host when traced (training samples)
+    t = np.asarray(make_plan(sampler_config, config.schedule).t_hat)
   expert = np.sum(t[:, None] < np.asarray(config.boundary_timesteps)[None, :], axis=1).astype(int)
   weights = scales[np.minimum(expert, len(scales) - 1)]
   # A strength < 1 plan skips the first steps; the loop takes weights for all num_steps.
