@@ -9,9 +9,10 @@ first use.
   jaxgen train --config experiments/configs/moving_digits_t2v.py:runlocal --workdir /tmp/t2v
 
 The shipped model trains these DiTs on images first (moving_digits_t2i.py), then here on videos
-and images from those weights with the text encoder frozen, in six runs of 4,000, 2,500, 5,000,
-2,000, 6,000 and 8,000 steps (each from the last, --config.one_digit_steps=0; the last at
---config.optim.lr=4e-4 --config.ema_decay=0.9995; experiments/train_moving_digits.sh):
+and images from those weights with the text encoder frozen, in seven runs of 4,000, 2,500,
+5,000, 2,000, 6,000, 8,000 and 2,500 steps (each from the last, --config.one_digit_steps=0; the
+last two at --config.optim.lr=4e-4 and 1.5e-4, --config.ema_decay=0.9995;
+experiments/train_moving_digits.sh):
 
   jaxgen train --config experiments/configs/moving_digits_t2v.py --workdir ~/jaxgen/runs/t2v \
     --config.init_from=experiments/resume/moving-digits-t2i --config.batch_size=64 \
