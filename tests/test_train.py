@@ -385,7 +385,7 @@ def test_t2v_samples_are_videos_or_stills(video_batch_size):
   task = SampledT2VTask(config)
   batch = _t2v_batch(task)
   params = nn.unbox(task.init(jax.random.key(0), batch))
-  samples = task.samples(params, batch, jax.random.key(1))
+  samples = jax.jit(task.samples)(params, batch, jax.random.key(1))  # jitted, as the loop runs it
   frames = 5 if video_batch_size is None else 1  # 3 latent frames: 1 + 2·2 frames
   assert samples.shape == (2, 2, frames, 32, 32, 3) and samples.dtype == jnp.uint8
 
