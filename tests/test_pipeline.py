@@ -99,7 +99,7 @@ def test_guidance_per_expert():
   # Also inside a traced function, as the training task's sample grid calls it.
   np.testing.assert_array_equal(jax.jit(lambda: guidance_weights(config, sampler, (7, 3, 1.5)))(),
                                 expected)
-  for bad in ((7, 3), (4, float("nan"), 1), [[4.0]]):
+  for bad in ((7, 3), (4, float("nan"), 1), [[4.0]], "high"):
     with pytest.raises(ValueError, match=r"guidance_scale=.* expected a number or 3 numbers"):
       guidance_weights(config, sampler, bad)
   pipe = TextToVideo(config, params, tokenizer_dir)

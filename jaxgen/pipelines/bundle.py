@@ -12,6 +12,8 @@ import dataclasses
 import os
 from typing import Any
 
+import numpy as np
+
 from jaxgen.diffusion import parameterization
 from jaxgen.diffusion import schedules
 from jaxgen.models.clip_text import CLIPTextConfig
@@ -102,6 +104,11 @@ class TextToVideoConfig:
     """The boundaries in the schedule's timesteps: transformer k denoises the timesteps below k
     of them and at or above the rest."""
     return tuple(b * self.schedule.num_train_timesteps for b in self.boundaries)
+
+  def expert_index(self, t):
+    """The index in transformer_names of the expert that denoises timestep(s) t (numpy or jax,
+    any shape): the number of boundaries above t."""
+    return (t[..., None] < np.asarray(self.boundary_timesteps, np.float32)).sum(-1)
 
   def latent_frames(self, num_frames: int) -> int:
     tf = self.vae.temporal_factor

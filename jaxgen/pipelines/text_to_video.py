@@ -97,16 +97,18 @@ def guidance_weights(config: TextToVideoConfig, sampler_config: SamplerConfig,
   """The guidance weight of each sampling step [num_steps]: the scale of the expert whose levels
   the step starts from, given one scale or one per expert (config.transformer_names)."""
   names = config.transformer_names
-  scales = np.atleast_1d(np.asarray(guidance_scale, np.float32))
+  try:
+    scales = np.atleast_1d(np.asarray(guidance_scale, np.float32))
+  except (TypeError, ValueError):
+    scales = np.full(2, np.nan)  # not numbers: rejected below
   if scales.ndim != 1 or len(scales) not in (1, len(names)) or not np.all(np.isfinite(scales)):
     per_expert = f" or {len(names)} numbers, one per expert {names}" if len(names) > 1 else ""
     raise ValueError(f"guidance_scale={guidance_scale!r} is not supported; expected a number{per_expert}")
+  if len(scales) == 1:
+    return np.full(sampler_config.num_steps, scales[0])
   with jax.ensure_compile_time_eval():  # the plan stays on the host when traced (training samples)
     t = np.asarray(make_plan(sampler_config, config.schedule).t_hat)
-  expert = np.sum(t[:, None] < np.asarray(config.boundary_timesteps)[None, :], axis=1).astype(int)
-  weights = scales[np.minimum(expert, len(scales) - 1)]
-  # A strength < 1 plan skips the first steps; the loop takes weights for all num_steps.
-  return np.concatenate([np.full(sampler_config.num_steps - len(weights), weights[0]), weights])
+  return scales[config.expert_index(t)]
 
 
 def _model_max_length(tokenizer_dir: str) -> int:
@@ -133,8 +135,7 @@ def denoiser(config: TextToVideoConfig, params: dict):
   experts = [expert(config, params, name) for name in config.transformer_names]
   if len(experts) == 1:
     return experts[0]
-  bounds = jnp.asarray(config.boundary_timesteps)
-  return lambda x, t, c: jax.lax.switch(jnp.sum(t[0] < bounds), experts, x, t, c)
+  return lambda x, t, c: jax.lax.switch(config.expert_index(t[0]), experts, x, t, c)
 
 
 @functools.partial(jax.jit, static_argnums=0)
