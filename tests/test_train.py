@@ -70,15 +70,34 @@ def test_learning_rate_warmup_then_cosine():
                              [0.0, 5e-4, 1e-3, 0.55e-3, 1e-4], rtol=1e-5)
 
 
-def test_optimizer_clips_and_skips_decay_on_vectors():
+def test_optimizer_clips_and_skips_decay_on_biases_and_scales():
   c = ml_collections.ConfigDict(dict(lr=1.0, warmup_steps=0, num_steps=10, end_lr_factor=1.0,
                                      weight_decay=0.5, b1=0.0, b2=0.0, eps=1e-12, clip_norm=1.0))
   tx = optim.optimizer(c)
-  params = {"w": jnp.ones((2, 2)), "b": jnp.ones((2,))}
-  grads = {"w": jnp.zeros((2, 2)), "b": jnp.zeros((2,))}
+  # A scanned stack of 3 layers: its biases and norm scales are 2-D, and still not decayed.
+  params = {"w": jnp.ones((2, 2)), "b": jnp.ones((2,)),
+            "layers": {"dense": {"kernel": jnp.ones((3, 2, 2)), "bias": jnp.ones((3, 2))},
+                       "norm": {"scale": jnp.ones((3, 2))}}}
+  grads = jax.tree.map(jnp.zeros_like, params)
   updates, _ = tx.update(grads, tx.init(params), params)
   np.testing.assert_allclose(updates["w"], -0.5 * np.ones((2, 2)))  # decoupled decay only
-  np.testing.assert_allclose(updates["b"], np.zeros(2))  # no decay on 1-D params
+  np.testing.assert_allclose(updates["layers"]["dense"]["kernel"], -0.5 * np.ones((3, 2, 2)))
+  for no_decay in (updates["b"], updates["layers"]["dense"]["bias"],
+                   updates["layers"]["norm"]["scale"]):
+    np.testing.assert_array_equal(no_decay, np.zeros_like(no_decay))
+
+
+def test_optimizer_leaves_frozen_params_alone():
+  """Frozen params get no update, not even AdamW's decoupled weight decay; the rest train."""
+  c = ml_collections.ConfigDict(dict(lr=1.0, warmup_steps=0, num_steps=10, end_lr_factor=1.0,
+                                     weight_decay=0.5, b1=0.0, b2=0.0, eps=1e-12, clip_norm=1.0,
+                                     frozen=("encoder",)))
+  tx = optim.optimizer(c)
+  params = {"encoder": {"w": jnp.ones((2, 2))}, "decoder": {"w": jnp.ones((2, 2))}}
+  grads = jax.tree.map(jnp.ones_like, params)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_array_equal(updates["encoder"]["w"], np.zeros((2, 2)))
+  assert (np.asarray(updates["decoder"]["w"]) < 0).all()
 
 
 def test_ema_update_and_warmup():
@@ -267,6 +286,30 @@ def test_init_from_starts_a_run_from_another_runs_weights(vae_run, tmp_path):
                                        r"\(8,\) from the checkpoint; the model's config expects "
                                        r"\(16,\)"):
     loop.train(config, str(tmp_path / "wider"), task=MockVAETask(config), progress=False,
+               stop_at=0)
+
+
+def test_frozen_params_keep_the_sources_ema_weights(vae_run, tmp_path):
+  """Fine-tuning a VAE's decoder: the frozen encoder takes the source's EMA weights (those its
+  latents came from) as params and EMA, and keeps them bit for bit; the decoder trains."""
+  config, straight, _, full, _, _ = vae_run
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.init_from = straight
+  config.optim.frozen = ("encoder", "quant_conv")
+  tuned = loop.train(config, str(tmp_path / "decoder"), task=MockVAETask(config),
+                     progress=False, stop_at=2)["state"]
+  source = full["state"].ema_params
+  for name in ("encoder", "quant_conv"):
+    for tree in (tuned.params, tuned.ema_params):
+      for x, y in zip(jax.tree.leaves(tree[name]), jax.tree.leaves(source[name])):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  assert any(not np.array_equal(x, y) for x, y in zip(
+      jax.tree.leaves(tuned.params["decoder"]), jax.tree.leaves(full["state"].params["decoder"])))
+
+  config.optim.frozen = ("encoder", "text_encoder")
+  with pytest.raises(ValueError, match=r"optim.frozen: \['text_encoder'\] are not params of "
+                                       r"this task; expected names among \['decoder', 'encoder'"):
+    loop.train(config, str(tmp_path / "typo"), task=MockVAETask(config), progress=False,
                stop_at=0)
 
 

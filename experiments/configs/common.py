@@ -41,4 +41,7 @@ def base_config(task: str, runlocal: bool) -> ml_collections.ConfigDict:
   c.optim.b2 = 0.99
   c.optim.eps = 1e-8
   c.optim.clip_norm = 1.0
+  # Top-level params left as they are (no gradient, update or weight decay), e.g.
+  # ("encoder", "quant_conv") to fine-tune a VAE's decoder for the latents a DiT already learnt.
+  c.optim.frozen = ()
   return c

@@ -32,15 +32,22 @@ METRICS_FILE = "metrics.jsonl"
 def make_train_step(task: Any, tx, config: ml_collections.ConfigDict, key: jax.Array):
   """(state, batch) -> (state, metrics): one AdamW update, EMA, and the step's scalars."""
   schedule = optim.learning_rate(config.optim)
+  frozen = optim.frozen(config.optim)
+
+  def loss_fn(params, batch, step_key):
+    # No gradient into frozen params: XLA then drops their backward pass altogether.
+    params = {k: jax.lax.stop_gradient(v) if k in frozen else v for k, v in params.items()}
+    return task.loss(params, batch, step_key)
 
   def train_step(state: state_lib.TrainState, batch: dict[str, jax.Array]):
     step_key = jax.random.fold_in(key, state.step)
-    (loss, aux), grads = jax.value_and_grad(task.loss, has_aux=True)(
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params, batch, step_key)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     params = jax.tree.map(lambda p, u: p + u, state.params, updates)
     decay = ema_lib.ema_decay(state.step, config.ema_decay, config.ema_warmup)
     ema_params = ema_lib.ema_update(state.ema_params, params, decay)
+    ema_params = {k: state.ema_params[k] if k in frozen else v for k, v in ema_params.items()}
     metrics = {"loss": loss, "grad_norm": _global_norm(grads), "lr": schedule(state.step), **aux}
     new = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                         ema_params=ema_params)
@@ -116,13 +123,17 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Any | None = No
   example = loader.batch(0)
   tx = optim.optimizer(config.optim)
   state, shardings = state_lib.create(lambda k: task.init(k, example), tx, init_key, mesh)
+  unknown = sorted(optim.frozen(config.optim) - set(state.params))
+  if unknown:
+    raise ValueError(f"optim.frozen: {unknown} are not params of this task; expected names "
+                     f"among {sorted(state.params)}")
   checkpointer = ckpt_lib.Checkpointer(workdir, every=config.checkpoint_every,
                                        keep=config.keep_checkpoints)
   start = checkpointer.latest_step() or 0
   if start:
     state = checkpointer.restore(state, start)
   elif config.get("init_from"):
-    state = _init_from(config.init_from, state, shardings)
+    state = _init_from(config.init_from, state, shardings, optim.frozen(config.optim))
   _truncate_metrics(workdir, start)
   num_params = state_lib.num_params(state.params)
 
@@ -172,11 +183,14 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Any | None = No
   return {"state": state, "metrics": rows, "resumed_from": start}
 
 
-def _init_from(source: str, state: state_lib.TrainState, shardings) -> state_lib.TrainState:
+def _init_from(source: str, state: state_lib.TrainState, shardings,
+               frozen: frozenset[str] = frozenset()) -> state_lib.TrainState:
   """`state` with the weights of `source`, the step and optimizer state afresh: stage-wise
   training (images first, then videos, as Open-Sora and Wan train) from a `jaxgen train` workdir
   (its latest checkpoint's params and EMA params), or fine-tuning a text-to-video bundle (a
-  directory, or a shipped model such as `moving-digits`; its weights as both)."""
+  directory, or a shipped model such as `moving-digits`; its weights as both). `frozen` params
+  take the source's EMA weights, the ones it ships: e.g. a VAE encoder whose latents a DiT
+  learnt, kept while the decoder is fine-tuned."""
   # Imported here: the zoo's loaders import the model families, bundles the pipelines.
   from jaxgen.pipelines import bundle, load
   from jaxgen.zoo.checkpoint import check_params
@@ -192,6 +206,7 @@ def _init_from(source: str, state: state_lib.TrainState, shardings) -> state_lib
                        f"tokenizer/) or a shipped model ({', '.join(load.shipped_models())})"
                        ) from None
     params, ema_params = restored["params"], restored["ema_params"]
+    params = {k: ema_params[k] if k in frozen else v for k, v in params.items()}
   check_params(params, state.params, f"init_from={source!r}")
   return state.replace(params=jax.device_put(params, shardings.params),
                        ema_params=jax.device_put(ema_params, shardings.ema_params))
