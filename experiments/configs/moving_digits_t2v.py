@@ -9,9 +9,10 @@ encoded into vae.latents_dir on first use.
   jaxgen train --config experiments/configs/moving_digits_t2v.py:runlocal --workdir /tmp/t2v
 
 The shipped model trains these DiTs on images first (moving_digits_t2i.py), then here on videos
-and images from those weights with the text encoder frozen, in seven runs of 4,000, 2,500,
-5,000, 2,000, 6,000, 8,000 and 2,500 steps (each from the last, --config.one_digit_steps=0; the
-last two at --config.optim.lr=4e-4 and 1.5e-4, --config.ema_decay=0.9995;
+and images from those weights with the text encoder frozen, in eight runs of 4,000, 2,500,
+5,000, 2,000, 6,000, 8,000, 2,500 and 3,000 steps (each from the last,
+--config.one_digit_steps=0; the last three at --config.optim.lr=4e-4, 1.5e-4 and 1e-4,
+--config.ema_decay=0.9995, the last with --config.optim.frozen='("text_encoder",)';
 experiments/train_moving_digits.sh):
 
   jaxgen train --config experiments/configs/moving_digits_t2v.py --workdir ~/jaxgen/runs/t2v \
