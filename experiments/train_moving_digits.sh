@@ -39,7 +39,9 @@ fi
 #    1,500 steps; two more image runs, each from the last with a fresh schedule; then eight runs on
 #    videos and images jointly (32 of each per batch) with the text encoder frozen (its gradient
 #    stopped; in the last, its weights also kept from AdamW's weight decay), the last three at
-#    lower peak learning rates with slower EMA.
+#    lower peak learning rates with slower EMA. The shipped model's runs before the eighth ran
+#    while weight decay still reached the biases and norm scales of scanned layer stacks (fixed
+#    since), so a rerun takes a slightly different path.
 VAE=(--config.vae.workdir="$RUNS/vae_decoder" --config.vae.latents_dir="$RUNS/vae/latents")
 python -m jaxgen train --config "$CONFIGS/moving_digits_t2i.py" --workdir "$RUNS/t2i" "${VAE[@]}" \
   --config.num_steps=4500 --config.one_digit_steps=1500
