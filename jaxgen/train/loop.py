@@ -122,12 +122,6 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Any | None = No
   init_key, train_key, sample_key = jax.random.split(key, 3)
   example = loader.batch(0)
   tx = optim.optimizer(config.optim)
-  frozen = optim.frozen(config.optim)
-  if frozen:  # checked on the params' shapes, before anything compiles
-    names = set(jax.eval_shape(lambda k: task.init(k, example), init_key))
-    if frozen - names:
-      raise ValueError(f"optim.frozen: {sorted(frozen - names)} are not params of this task; "
-                       f"expected names among {sorted(names)}")
   state, shardings = state_lib.create(lambda k: task.init(k, example), tx, init_key, mesh)
   checkpointer = ckpt_lib.Checkpointer(workdir, every=config.checkpoint_every,
                                        keep=config.keep_checkpoints)
@@ -135,7 +129,7 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Any | None = No
   if start:
     state = checkpointer.restore(state, start)
   elif config.get("init_from"):
-    state = _init_from(config.init_from, state, shardings, frozen)
+    state = _init_from(config.init_from, state, shardings, optim.frozen(config.optim))
   _truncate_metrics(workdir, start)
   num_params = state_lib.num_params(state.params)
 

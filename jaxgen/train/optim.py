@@ -36,8 +36,13 @@ def optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation
   if config.clip_norm > 0:
     tx = optax.chain(optax.clip_by_global_norm(config.clip_norm), tx)
   names = frozen(config)
-  if names:
-    tx = optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()},
-                               lambda params: {k: "frozen" if k in names else "trained"
-                                               for k in params})
-  return tx
+  if not names:
+    return tx
+
+  def labels(params):
+    # Runs when the state is initialised on abstract shapes: a wrong name fails before compiling.
+    if names - set(params):
+      raise ValueError(f"optim.frozen: {sorted(names - set(params))} are not params of this "
+                       f"task; expected names among {sorted(params)}")
+    return {k: "frozen" if k in names else "trained" for k in params}
+  return optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)
