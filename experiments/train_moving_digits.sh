@@ -44,7 +44,7 @@ fi
 #    since), so a rerun takes a slightly different path.
 VAE=(--config.vae.workdir="$RUNS/vae_decoder" --config.vae.latents_dir="$RUNS/vae/latents")
 python -m jaxgen train --config "$CONFIGS/moving_digits_t2i.py" --workdir "$RUNS/t2i" "${VAE[@]}" \
-  --config.num_steps=4500 --config.one_digit_steps=1500
+  --config.num_steps=4500 --config.curriculum_steps=1500
 python -m jaxgen train --config "$CONFIGS/moving_digits_t2i.py" --workdir "$RUNS/t2i_2" "${VAE[@]}" \
   --config.init_from="$RUNS/t2i"
 python -m jaxgen train --config "$CONFIGS/moving_digits_t2i.py" --workdir "$RUNS/t2i_3" "${VAE[@]}" \
@@ -53,25 +53,25 @@ VIDEO=(--config.batch_size=64 --config.video_batch_size=32 --config.text_encoder
 python -m jaxgen train --config "$CONFIGS/moving_digits_t2v.py" --workdir "$RUNS/t2v" "${VAE[@]}" \
   "${VIDEO[@]}" --config.init_from="$RUNS/t2i_3" --config.num_steps=4000
 python -m jaxgen train --config "$CONFIGS/moving_digits_t2v.py" --workdir "$RUNS/t2v_2" "${VAE[@]}" \
-  "${VIDEO[@]}" --config.init_from="$RUNS/t2v" --config.num_steps=2500 --config.one_digit_steps=0
+  "${VIDEO[@]}" --config.init_from="$RUNS/t2v" --config.num_steps=2500 --config.curriculum_steps=0
 # The third run starts from the second's bundle (its EMA weights, float16, as weights and EMA).
 python -m jaxgen.train.export bundle --config "$CONFIGS/moving_digits_t2v.py" \
   --workdir "$RUNS/t2v_2" --out "$RUNS/t2v_2/bundle" "${VAE[@]}"
 python -m jaxgen train --config "$CONFIGS/moving_digits_t2v.py" --workdir "$RUNS/t2v_3" "${VAE[@]}" \
   "${VIDEO[@]}" --config.init_from="$RUNS/t2v_2/bundle" --config.num_steps=5000 \
-  --config.one_digit_steps=0
+  --config.curriculum_steps=0
 python -m jaxgen train --config "$CONFIGS/moving_digits_t2v.py" --workdir "$RUNS/t2v_4" "${VAE[@]}" \
-  "${VIDEO[@]}" --config.init_from="$RUNS/t2v_3" --config.num_steps=2000 --config.one_digit_steps=0
+  "${VIDEO[@]}" --config.init_from="$RUNS/t2v_3" --config.num_steps=2000 --config.curriculum_steps=0
 python -m jaxgen train --config "$CONFIGS/moving_digits_t2v.py" --workdir "$RUNS/t2v_5" "${VAE[@]}" \
-  "${VIDEO[@]}" --config.init_from="$RUNS/t2v_4" --config.num_steps=6000 --config.one_digit_steps=0
+  "${VIDEO[@]}" --config.init_from="$RUNS/t2v_4" --config.num_steps=6000 --config.curriculum_steps=0
 python -m jaxgen train --config "$CONFIGS/moving_digits_t2v.py" --workdir "$RUNS/t2v_6" "${VAE[@]}" \
-  "${VIDEO[@]}" --config.init_from="$RUNS/t2v_5" --config.num_steps=8000 --config.one_digit_steps=0 \
+  "${VIDEO[@]}" --config.init_from="$RUNS/t2v_5" --config.num_steps=8000 --config.curriculum_steps=0 \
   --config.optim.lr=4e-4 --config.ema_decay=0.9995
 python -m jaxgen train --config "$CONFIGS/moving_digits_t2v.py" --workdir "$RUNS/t2v_7" "${VAE[@]}" \
-  "${VIDEO[@]}" --config.init_from="$RUNS/t2v_6" --config.num_steps=2500 --config.one_digit_steps=0 \
+  "${VIDEO[@]}" --config.init_from="$RUNS/t2v_6" --config.num_steps=2500 --config.curriculum_steps=0 \
   --config.optim.lr=1.5e-4 --config.optim.warmup_steps=100 --config.ema_decay=0.9995
 python -m jaxgen train --config "$CONFIGS/moving_digits_t2v.py" --workdir "$RUNS/t2v_8" "${VAE[@]}" \
-  "${VIDEO[@]}" --config.init_from="$RUNS/t2v_7" --config.num_steps=3000 --config.one_digit_steps=0 \
+  "${VIDEO[@]}" --config.init_from="$RUNS/t2v_7" --config.num_steps=3000 --config.curriculum_steps=0 \
   --config.optim.lr=1e-4 --config.optim.warmup_steps=100 --config.ema_decay=0.9995 \
   --config.optim.frozen='("text_encoder",)'
 

@@ -135,6 +135,25 @@ def test_wrong_digit_glyphs_lose_the_digit(real):
   assert scores["color_accuracy"] >= 0.95 and scores["direction_accuracy"] >= 0.95
 
 
+def test_by_num_objects_shows_digits_drawn_alike(real):
+  """Two-digit videos whose second digit copies the first (a binding failure) lose half their
+  digits, and all their all-attributes accuracy, while the one-digit videos keep theirs."""
+  _, attributes, objects = real
+
+  def alike(objs):
+    return [objs[0]] + [dataclasses.replace(o, digit=objs[0].digit, glyph=objs[0].glyph)
+                        for o in objs[1:] if o.digit != objs[0].digit]
+  # Videos of two equal digits are left out: there, nothing changes.
+  keep = [i for i, objs in enumerate(objects) if len(set(o.digit for o in objs)) == len(objs)]
+  videos = np.stack([md.render(alike(objects[i])) for i in keep])
+  scores = metrics.evaluate(videos, {k: v[keep] for k, v in attributes.items()})
+  one, two = scores["by_num_objects"]["1"], scores["by_num_objects"]["2"]
+  assert one["num_videos"] + two["num_videos"] == len(keep) and min(one["num_videos"],
+                                                                    two["num_videos"]) > 20
+  assert one["digit_accuracy"] >= 0.95 and one["all_attributes_accuracy"] >= 0.9
+  assert 0.4 <= two["digit_accuracy"] <= 0.55 and two["all_attributes_accuracy"] < 0.1
+
+
 def _noisy(videos, sigma, seed=0):
   noise = np.random.default_rng(seed).normal(0, sigma, videos.shape)
   return np.clip(videos + noise, 0, 255).astype(np.uint8)

@@ -343,14 +343,21 @@ def _t2v_config() -> ml_collections.ConfigDict:
   return c
 
 
-def test_t2v_curriculum_is_the_one_digit_examples():
+def test_t2v_curriculum_is_the_examples_with_curriculum_digits():
   task = MockT2VTask(_t2v_config())
   subset, steps = task.curriculum()
   source = task.data_source("train")
-  assert steps == task.config.one_digit_steps > task.config.num_steps  # the test run's every step
+  assert steps == task.config.curriculum_steps > task.config.num_steps  # the test run's every step
   np.testing.assert_array_equal(
       subset, [i for i in range(len(source)) if source[i]["num_objects"] == 1])
-  task.config.one_digit_steps = 0
+  task.config.curriculum_digits = 2
+  subset, _ = task.curriculum()
+  np.testing.assert_array_equal(
+      subset, [i for i in range(len(source)) if source[i]["num_objects"] == 2])
+  task.config.curriculum_digits = 3
+  with pytest.raises(ValueError, match="curriculum_digits=3; expected 1 to 2"):
+    task.curriculum()
+  task.config.curriculum_steps = 0
   assert task.curriculum() is None
 
 
@@ -360,7 +367,7 @@ def test_t2v_train_step_updates_text_encoder_and_dit(tmp_path):
   with pytest.raises(ValueError, match="batch_size=2; expected at least one example per"):
     MockT2VTask(config)
   config.batch_size = 3  # three experts, one example each
-  config.one_digit_steps = 0  # two of the 8 examples have one digit: fewer than a batch
+  config.curriculum_steps = 0  # two of the 8 examples have one digit: fewer than a batch
   task = MockT2VTask(config)
   result = loop.train(config, str(tmp_path), task=task, progress=False)
   rows = loop.read_metrics(str(tmp_path))

@@ -7,7 +7,7 @@ stages 2 and 3 continue on all images, each with a fresh schedule (stage 3's sta
 experiments/resume/moving-digits-t2i, a bundle `init_from` reads):
 
   jaxgen train --config experiments/configs/moving_digits_t2i.py --workdir ~/jaxgen/runs/t2i \
-    --config.num_steps=4500 --config.one_digit_steps=1500
+    --config.num_steps=4500 --config.curriculum_steps=1500
   jaxgen train --config experiments/configs/moving_digits_t2i.py --workdir ~/jaxgen/runs/t2i_2 \
     --config.init_from=~/jaxgen/runs/t2i
   jaxgen train --config experiments/configs/moving_digits_t2i.py --workdir ~/jaxgen/runs/t2i_3 \
@@ -30,7 +30,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.num_steps = 20 if runlocal else 5000
   c.batch_size = 8 if runlocal else 128
   c.video_batch_size = 0  # images only
-  c.one_digit_steps = 0
+  c.curriculum_steps = 0
   c.optim.warmup_steps = 5 if runlocal else 100
   # On images there are no direction words for the low-noise expert to flatten (see
   # moving_digits_t2v.py), and the digit's shape is decided at its levels: both train the encoder.

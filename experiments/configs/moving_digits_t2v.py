@@ -11,7 +11,7 @@ encoded into vae.latents_dir on first use.
 The shipped model trains these DiTs on images first (moving_digits_t2i.py), then here on videos
 and images from those weights with the text encoder frozen, in eight runs of 4,000, 2,500,
 5,000, 2,000, 6,000, 8,000, 2,500 and 3,000 steps (each from the last,
---config.one_digit_steps=0; the last three at --config.optim.lr=4e-4, 1.5e-4 and 1e-4,
+--config.curriculum_steps=0; the last three at --config.optim.lr=4e-4, 1.5e-4 and 1e-4,
 --config.ema_decay=0.9995, the last with --config.optim.frozen='("text_encoder",)';
 experiments/train_moving_digits.sh):
 
@@ -96,7 +96,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # steps (<= 0.2%); after 300 one-digit steps a probe on t >= 0.8 learnt them (+44.9% / +16.6%
   # after 400 more on all videos: interval_probe.py --one-digit-steps). 600 steps here: the
   # expert sees half of each batch.
-  c.one_digit_steps = 10 if runlocal else 600
+  c.curriculum_steps = 10 if runlocal else 600
+  c.curriculum_digits = 1
   c.caption_dropout = 0.1
   # Image-video joint training: the first video_batch_size examples of each batch are videos,
   # the rest train on their first latent frame as images (None: all videos; T2VTask.loss).

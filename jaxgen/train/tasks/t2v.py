@@ -122,13 +122,17 @@ class T2VTask:
     return latents_lib.LatentSource(cache, source)
 
   def curriculum(self) -> tuple[np.ndarray, int] | None:
-    """The one-digit train examples and for how many steps they come first (one_digit_steps)."""
-    steps = self.config.get("one_digit_steps", 0)
+    """The train examples with `curriculum_digits` digits (default 1), and for how many steps
+    (`curriculum_steps`) they alone are drawn, first."""
+    steps = self.config.get("curriculum_steps", 0)
     if not steps:
       return None
-    d = self.config.data
+    d, digits = self.config.data, self.config.get("curriculum_digits", 1)
+    if digits not in range(1, md.MAX_OBJECTS + 1):
+      raise ValueError(f"curriculum_digits={digits!r}; expected 1 to {md.MAX_OBJECTS} (the "
+                       f"digits a Moving Digits video shows)")
     return np.array([i for i in range(d.train_size)
-                     if len(md.example_objects(d.seed, "train", i)) == 1]), steps
+                     if len(md.example_objects(d.seed, "train", i)) == digits]), steps
 
   @functools.cached_property
   def stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
