@@ -128,6 +128,23 @@ def test_clip_bfloat16_close_to_float32(clip):
   assert rel_err(hidden, out.last_hidden_state) <= 2e-2
 
 
+def test_clip_bidirectional_sees_the_words_after():
+  """causal=False: a token's state depends on the tokens after it, and never on padding."""
+  cfgs = {c: clip_text.CLIPTextConfig(vocab_size=20, hidden_size=16, intermediate_size=32,
+                                      num_layers=2, num_heads=2, max_length=8, eos_token_id=3,
+                                      causal=c) for c in (True, False)}
+  ids = jnp.array([[1, 5, 6, 7, 3, 0, 0, 0], [1, 5, 6, 9, 3, 0, 0, 0]])  # differ at position 3
+  mask = (ids != 0) | (jnp.arange(8) == 0)
+  params = clip_text.CLIPTextModel(cfgs[True]).init(jax.random.key(0), ids)["params"]
+  for causal, cfg in cfgs.items():
+    run = lambda i: clip_text.CLIPTextModel(cfg).apply({"params": params}, i, mask)[0]
+    states = run(ids)
+    before = float(jnp.abs(states[0, :3] - states[1, :3]).max())
+    assert (before == 0) if causal else (before > 1e-3)
+    padded = run(ids.at[:, 6].set(11))  # a different padding token changes no real token
+    np.testing.assert_array_equal(padded[:, :5], states[:, :5])
+
+
 @pytest.mark.parametrize("num_buckets,max_distance", [(32, 128), (8, 12), (64, 256)])
 def test_relative_position_buckets_match_reference(num_buckets, max_distance):
   from transformers.models.t5.modeling_t5 import T5Attention

@@ -1,5 +1,6 @@
 """CLIP's text encoder (Radford et al. 2021), as transformers' `CLIPTextModel`: a causal pre-LN
-transformer whose pooled output is the final-norm state at the EOS token."""
+transformer whose pooled output is the final-norm state at the EOS token; optionally
+bidirectional (`causal=False`)."""
 
 from collections.abc import Callable
 import dataclasses
@@ -39,6 +40,10 @@ class CLIPTextConfig:
   eos_token_id: int = 2  # 2 = the original checkpoints: pool at argmax(id), the EOS token's id.
   dtype: Any = jnp.float32  # Compute dtype; params and the residual stream stay float32.
   remat_policy: str = "none"  # A jaxgen.nn.scan.REMAT_POLICIES name.
+  # CLIP's attention is causal (GPT-style): a word's state cannot see the words after it, so in
+  # "the digit 5 slides down, in orange" the 5 never learns its colour. False: each token attends
+  # to the whole caption, as in T5's encoder (Imagen's, PixArt's and Wan's text encoder).
+  causal: bool = True
 
   def __post_init__(self):
     if self.hidden_size % self.num_heads:
@@ -104,8 +109,7 @@ class CLIPEncoderLayer(nn.Module):
     q, k, v = (nn.with_logical_constraint(
         _dense(heads, ("embed", "heads", "kv"), cfg.dtype, n)(h),
         ("batch", "length", "heads", "kv")) for n in ("query", "key", "value"))
-    # The text transformer is causal (GPT-style) even though it is used as an encoder.
-    attn = jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=True)
+    attn = jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=cfg.causal)
     attn = _dense(cfg.hidden_size, ("heads", "kv", "embed"), cfg.dtype, "out", axis=(-2, -1))(attn)
     x = x + attn.astype(jnp.float32)
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
