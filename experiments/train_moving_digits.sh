@@ -8,7 +8,7 @@
 # checkpoint and skips what is already done. JAXGEN_DATA_DIR sets the dataset directory
 # (default ~/jaxgen/data). On a 2-core CPU: dataset ~1 min, VAE ~35 + 37 min, latents ~3 min,
 # image stages ~1 h each (1.4 steps/s at batch 128), video stages 74 + 48 + 69 + 30 + 74 + 98 +
-# 30 + 36 min (0.9-1.4 steps/s at batch 64).
+# 30 + 36 + 38 min (0.9-1.4 steps/s at batch 64).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${1:-$HOME/jaxgen/runs}"
@@ -38,10 +38,11 @@ fi
 #    first (each video's first latent frame, a ninth of its tokens), one-digit ones for the first
 #    1,500 steps; two more image runs, each from the last with a fresh schedule; then eight runs on
 #    videos and images jointly (32 of each per batch) with the text encoder frozen (its gradient
-#    stopped; in the last, its weights also kept from AdamW's weight decay), the last three at
-#    lower peak learning rates with slower EMA. The shipped model's runs before the eighth ran
-#    while weight decay still reached the biases and norm scales of scanned layer stacks (fixed
-#    since), so a rerun takes a slightly different path.
+#    stopped; in the eighth, its weights also kept from AdamW's weight decay), the last three at
+#    lower peak learning rates with slower EMA; and a ninth on two-digit videos and images only,
+#    with the text encoder training again. The shipped model's runs before the eighth ran while
+#    weight decay still reached the biases and norm scales of scanned layer stacks (fixed since),
+#    so a rerun takes a slightly different path.
 VAE=(--config.vae.workdir="$RUNS/vae_decoder" --config.vae.latents_dir="$RUNS/vae/latents")
 python -m jaxgen train --config "$CONFIGS/moving_digits_t2i.py" --workdir "$RUNS/t2i" "${VAE[@]}" \
   --config.num_steps=4500 --config.curriculum_steps=1500
@@ -74,8 +75,15 @@ python -m jaxgen train --config "$CONFIGS/moving_digits_t2v.py" --workdir "$RUNS
   "${VIDEO[@]}" --config.init_from="$RUNS/t2v_7" --config.num_steps=3000 --config.curriculum_steps=0 \
   --config.optim.lr=1e-4 --config.optim.warmup_steps=100 --config.ema_decay=0.9995 \
   --config.optim.frozen='("text_encoder",)'
+# The ninth: two-digit videos only (every remaining error was in them: a digit drawn as the
+# other's, or lost), with the text encoder training again, through both experts.
+python -m jaxgen train --config "$CONFIGS/moving_digits_t2v.py" --workdir "$RUNS/t2v_9" "${VAE[@]}" \
+  --config.batch_size=64 --config.video_batch_size=32 \
+  --config.text_encoder_experts='("transformer", "transformer_2")' --config.init_from="$RUNS/t2v_8" \
+  --config.num_steps=3000 --config.curriculum_steps=3000 --config.curriculum_digits=2 \
+  --config.optim.lr=1e-4 --config.optim.warmup_steps=100 --config.ema_decay=0.9995
 
 # 4. The bundle (EMA weights, float16 storage), and its oracle evaluation.
 python -m jaxgen.train.export bundle --config "$CONFIGS/moving_digits_t2v.py" \
-  --workdir "$RUNS/t2v_8" --out "$OUT" "${VAE[@]}"
-python -m jaxgen eval --model "$OUT" --num-videos 256 --output "$RUNS/t2v_8/oracle.json"
+  --workdir "$RUNS/t2v_9" --out "$OUT" "${VAE[@]}"
+python -m jaxgen eval --model "$OUT" --num-videos 256 --output "$RUNS/t2v_9/oracle.json"

@@ -23,5 +23,5 @@ for stage in tsr ssr; do
   python -m jaxgen eval --model "moving-digits-$stage" --num-videos 128 \
     --output "$RUNS/$stage/eval.json"
 done
-python -m jaxgen eval --model moving-digits-cascade --num-videos 128 --batch-size 32 \
+python -m jaxgen eval --model moving-digits-cascade --num-videos 256 --batch-size 32 \
   --output "$RUNS/cascade_eval.json"

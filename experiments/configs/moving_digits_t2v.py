@@ -9,11 +9,12 @@ encoded into vae.latents_dir on first use.
   jaxgen train --config experiments/configs/moving_digits_t2v.py:runlocal --workdir /tmp/t2v
 
 The shipped model trains these DiTs on images first (moving_digits_t2i.py), then here on videos
-and images from those weights with the text encoder frozen, in eight runs of 4,000, 2,500,
-5,000, 2,000, 6,000, 8,000, 2,500 and 3,000 steps (each from the last,
---config.curriculum_steps=0; the last three at --config.optim.lr=4e-4, 1.5e-4 and 1e-4,
---config.ema_decay=0.9995, the last with --config.optim.frozen='("text_encoder",)';
-experiments/train_moving_digits.sh):
+and images from those weights, in eight runs of 4,000, 2,500, 5,000, 2,000, 6,000, 8,000, 2,500
+and 3,000 steps with the text encoder frozen (each from the last, --config.curriculum_steps=0;
+the last three at --config.optim.lr=4e-4, 1.5e-4 and 1e-4, --config.ema_decay=0.9995, the last
+with --config.optim.frozen='("text_encoder",)'), then 3,000 steps on two-digit videos only
+(--config.curriculum_digits=2 --config.curriculum_steps=3000) at 1e-4 with the text encoder
+training through both experts; experiments/train_moving_digits.sh:
 
   jaxgen train --config experiments/configs/moving_digits_t2v.py --workdir ~/jaxgen/runs/t2v \
     --config.init_from=experiments/resume/moving-digits-t2i --config.batch_size=64 \
@@ -98,7 +99,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # after 400 more on all videos: interval_probe.py --one-digit-steps). 600 steps here: the
   # expert sees half of each batch.
   c.curriculum_steps = 10 if runlocal else 600
-  c.curriculum_digits = 1
+  c.curriculum_digits = 1  # 2: two-digit videos only (the shipped model's last run)
   c.caption_dropout = 0.1
   # Image-video joint training: the first video_batch_size examples of each batch are videos,
   # the rest train on their first latent frame as images (None: all videos; T2VTask.loss).
