@@ -92,12 +92,15 @@ def _track(readings: list[list[oracle.Reading]], real_readings: list[list[oracle
           "track_error_px": float(errors.mean()) if errors.size else float("nan")}
 
 
-def _subset(rows: np.ndarray, digit_right: list[list[bool]], all_right: list[bool]
-            ) -> dict[str, float]:
-  """Digit and all-attributes accuracy over the videos `rows`."""
-  return {"digit_accuracy": _mean([r for i in rows for r in digit_right[i]]),
-          "all_attributes_accuracy": _mean([all_right[i] for i in rows]),
-          "num_videos": len(rows)}
+def _by_num_objects(num: np.ndarray, digit_right: list[bool], all_right: list[bool]
+                    ) -> dict[str, dict[str, float]]:
+  """Digit and all-attributes accuracy over the videos of each object count; digit_right holds
+  each video's num[i] objects in order."""
+  digit_right, all_right = np.asarray(digit_right, bool), np.asarray(all_right, bool)
+  return {str(n): {"digit_accuracy": _mean(digit_right[np.repeat(num == n, num)].tolist()),
+                   "all_attributes_accuracy": _mean(all_right[num == n].tolist()),
+                   "num_videos": int(np.sum(num == n))}
+          for n in np.unique(num).tolist()}
 
 
 def evaluate(videos: np.ndarray, attributes: Mapping[str, np.ndarray],
@@ -141,21 +144,19 @@ def evaluate(videos: np.ndarray, attributes: Mapping[str, np.ndarray],
                      f"{len(videos)}), each in [0, {fields['digit'].shape[1]}], got {num.tolist()}")
   judged = ATTRIBUTE_KEYS if videos.shape[1] > 1 else ("digit", "color")
   right = {k: [] for k in judged}
-  frame_right, consistency, all_right, count_right, digit_right = [], [], [], [], []
+  frame_right, consistency, all_right, count_right = [], [], [], []
   all_readings = [oracle.read_video(video, rate) for video in videos]
   for i, readings in enumerate(all_readings):
     # An attribute not judged (a still's direction) is None: it counts for no pairing.
     targets = [tuple(int(fields[k][i, j]) if k in judged else None for k in ATTRIBUTE_KEYS)
                for j in range(num[i])]
     video_right = len(readings) == len(targets)
-    digit_right.append([])
     for target, reading in zip(targets, match(targets, readings)):
       got = (None,) * 3 if reading is None else (reading.digit, reading.color, reading.direction)
       for k, want, have in zip(ATTRIBUTE_KEYS, target, got):
         if k in judged:
           right[k].append(want == have)
           video_right &= want == have
-      digit_right[-1].append(target[0] == got[0])
       consistency.append(0.0 if reading is None else reading.consistency)
       frame_right.append(0.0 if reading is None else np.mean(reading.frame_digits == target[0]))
     all_right.append(video_right)
@@ -167,8 +168,7 @@ def evaluate(videos: np.ndarray, attributes: Mapping[str, np.ndarray],
       digit_consistency=_mean(consistency),
       object_count_accuracy=_mean(count_right),
       num_videos=len(videos),
-      by_num_objects={str(n): _subset(np.flatnonzero(num == n), digit_right, all_right)
-                      for n in np.unique(num).tolist()})
+      by_num_objects=_by_num_objects(num, right["digit"], all_right))
   if real_videos is not None:
     # Each real video is read once, for its features and, when paired, its paths.
     real_readings = [oracle.read_video(v, rate) for v in real_videos]
