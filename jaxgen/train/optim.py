@@ -41,8 +41,9 @@ def optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation
 
   def labels(params):
     # Runs when the state is initialised on abstract shapes: a wrong name fails before compiling.
-    if names - set(params):
-      raise ValueError(f"optim.frozen: {sorted(names - set(params))} are not params of this "
-                       f"task; expected names among {sorted(params)}")
+    unknown = sorted(names - set(params))
+    if unknown:
+      raise ValueError(f"optim.frozen: {unknown} are not params of this task; expected names "
+                       f"among {sorted(params)}")
     return {k: "frozen" if k in names else "trained" for k in params}
   return optax.multi_transform({"trained": tx, "frozen": optax.set_to_zero()}, labels)
