@@ -12,6 +12,7 @@ import functools
 import numpy as np
 
 from jaxgen.data import captions
+from jaxgen.pipelines.upsample import bilinear_matrix
 
 NUM_FRAMES = 17  # 4n + 1, the frame count a causal video VAE with 4x temporal compression wants.
 SIZE = 32  # frame height and width
@@ -93,22 +94,10 @@ def glyph_indices(split: str) -> np.ndarray:
   return np.setdiff1d(np.arange(len(labels)), test)
 
 
-@functools.cache
-def _resize_matrix(src: int, dst: int) -> np.ndarray:
-  """Bilinear resampling weights [dst, src] with pixel centres aligned (half-pixel offsets)."""
-  pos = np.clip((np.arange(dst) + 0.5) * src / dst - 0.5, 0, src - 1)
-  lo = np.floor(pos).astype(int)
-  hi = np.minimum(lo + 1, src - 1)
-  w = np.zeros((dst, src), np.float32)
-  np.add.at(w, (np.arange(dst), lo), 1 - (pos - lo))
-  np.add.at(w, (np.arange(dst), hi), pos - lo)
-  w.flags.writeable = False  # cached and shared
-  return w
-
-
 def resize(image: np.ndarray, size: int) -> np.ndarray:
-  """Bilinear resize of image [h, w] to [size, size]."""
-  return _resize_matrix(image.shape[0], size) @ image @ _resize_matrix(image.shape[1], size).T
+  """Bilinear resize of image [h, w] to [size, size] (float32 weights: the data's precision)."""
+  mh, mw = (bilinear_matrix(n, size).astype(np.float32) for n in image.shape)
+  return mh @ image @ mw.T
 
 
 def glyph_alpha(glyph: int, scale: int = 1) -> np.ndarray:
