@@ -9,29 +9,12 @@ import pytest
 import torch
 from diffusers import DiTTransformer2DModel
 
+from jaxgen.bench.reference import randomize, rel_err
 from jaxgen.models import dit
 from jaxgen.models.dit_common import count_params
 
 TINY = dict(num_attention_heads=2, attention_head_dim=32, in_channels=4, out_channels=8,
             num_layers=2, sample_size=8, patch_size=2, num_embeds_ada_norm=10)
-
-
-def randomize(module: torch.nn.Module, seed: int = 0) -> None:
-  """Gives every parameter (the zero-initialised adaLN/output layers too) random values."""
-  g = torch.Generator().manual_seed(seed)
-  with torch.no_grad():
-    for name, p in module.named_parameters():
-      if p.ndim >= 2:
-        p.copy_(torch.randn(p.shape, generator=g) / np.sqrt(np.prod(p.shape[1:])))
-      elif name.endswith("weight") and "norm" in name:
-        p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
-      else:
-        p.copy_(0.1 * torch.randn(p.shape, generator=g))
-
-
-def rel_err(a, b) -> float:
-  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-  return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
 @pytest.fixture(scope="module")

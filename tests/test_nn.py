@@ -11,14 +11,10 @@ from diffusers.models.transformers.transformer_wan import (WanAttention, WanAttn
                                                           WanRotaryPosEmbed)
 
 from jaxgen import nn as jnn
+from jaxgen.bench.reference import rel_err
 from jaxgen.models import dit, pixart, wan
 from jaxgen.models.dit_common import TensorReader
 from jaxgen.nn.splash import splash_attention, splash_preferred
-
-
-def rel_err(a, b) -> float:
-  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-  return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
 @pytest.mark.parametrize("dim,flip,shift", [(256, True, 1), (256, True, 0), (33, False, 0)])

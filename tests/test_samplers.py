@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+from jaxgen.bench.reference import rel_err
 from jaxgen.diffusion import schedules
 from jaxgen.diffusion.samplers import SamplerConfig, sample
 
@@ -81,10 +82,6 @@ def jitted_sampler(config, schedule, prediction_type, level_kind):
   fn = functools.partial(sample, denoiser, config=config, schedule=schedule,
                          prediction_type=prediction_type, return_trajectory=True)
   return jax.jit(lambda noise, key: fn(noise, key=key))
-
-
-def rel_err(a, b):
-  return np.linalg.norm(np.asarray(a, np.float64) - b) / np.linalg.norm(b)
 
 
 SD = dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012)

@@ -8,26 +8,13 @@ import torch
 import transformers
 
 from jaxgen import zoo
+from jaxgen.bench.reference import randomize, rel_err
 from jaxgen.models import clip_text
 from jaxgen.models import t5
 from jaxgen.models.tokenizers import load_tokenizer
 from jaxgen.zoo import registry
 
 VOCAB, LENGTH = 99, 16
-
-
-def rel_err(a, b) -> float:
-  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-  return float(np.linalg.norm(a - b) / np.linalg.norm(b))
-
-
-def _randomize(model: torch.nn.Module, std: float = 0.3) -> torch.nn.Module:
-  """Every parameter random (norm scales around 1), so no term of the forward pass is trivial."""
-  torch.manual_seed(0)
-  with torch.no_grad():
-    for name, p in model.named_parameters():
-      p.copy_(1 + std * torch.randn_like(p) if "norm" in name else std * torch.randn_like(p))
-  return model.eval()
 
 
 def _inputs(eos: int):
@@ -52,7 +39,7 @@ def clip(request, tmp_path_factory):
       vocab_size=VOCAB + 1, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
       num_attention_heads=4, max_position_embeddings=LENGTH, eos_token_id=eos, bos_token_id=0,
       pad_token_id=1, hidden_act="quick_gelu" if eos == 2 else "gelu")
-  ref = _randomize(transformers.CLIPTextModel(cfg))
+  ref = randomize(transformers.CLIPTextModel(cfg))
   path = tmp_path_factory.mktemp("clip") / "text_encoder"
   ref.save_pretrained(path)
   config, params = zoo.load(path)
@@ -83,7 +70,7 @@ def t5_model(request, tmp_path_factory):
   cfg = config_cls(vocab_size=VOCAB + 1, d_model=32, d_kv=8, d_ff=48, num_layers=3, num_heads=4,
                    feed_forward_proj=proj, relative_attention_num_buckets=8,
                    relative_attention_max_distance=12)
-  ref = _randomize(model_cls(cfg))
+  ref = randomize(model_cls(cfg))
   path = tmp_path_factory.mktemp(request.param) / "text_encoder"
   ref.save_pretrained(path)
   config, params = zoo.load(path)

@@ -11,6 +11,7 @@ import pytest
 import torch
 from diffusers import AutoencoderKL as TorchAutoencoderKL
 
+from jaxgen.bench.reference import randomize, rel_err
 from jaxgen.models import vae_common, vae_kl
 
 TINY = dict(block_out_channels=(32, 64), layers_per_block=1, norm_num_groups=16, latent_channels=4,
@@ -23,29 +24,11 @@ SD_VAE_FT_EMA = dict(  # config.json of stabilityai/sd-vae-ft-ema
     sample_size=256)
 
 
-def rel_err(a, b) -> float:
-  return float(np.linalg.norm(np.asarray(a) - b) / np.linalg.norm(b))
-
-
-def randomize_(module: torch.nn.Module, seed: int) -> None:
-  """Every parameter random, norms and biases included (they start at 1 and 0)."""
-  gen = torch.Generator().manual_seed(seed)
-  with torch.no_grad():
-    for name, p in module.named_parameters():
-      if p.ndim == 1 and name.endswith("weight"):  # norm scales
-        p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=gen))
-      elif p.ndim == 1:
-        p.copy_(0.2 * torch.randn(p.shape, generator=gen))
-      else:
-        fan_in = p[0].numel()
-        p.copy_(torch.randn(p.shape, generator=gen) / fan_in ** 0.5)
-
-
 @pytest.fixture(scope="module")
 def tiny():
   """(reference, config, params, model) for the tiny config, converted through `read`."""
   ref = TorchAutoencoderKL(**TINY).eval()
-  randomize_(ref, seed=0)
+  randomize(ref)
   state = {k: v.numpy() for k, v in ref.state_dict().items()}
   config = vae_kl.AutoencoderKLConfig.from_diffusers(dict(ref.config))
   params = vae_kl.convert_params(config, lambda name: state[name])

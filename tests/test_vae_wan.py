@@ -9,16 +9,13 @@ import pytest
 import torch
 from diffusers import AutoencoderKLWan as TorchAutoencoderKLWan
 
+from jaxgen.bench.reference import randomize, rel_err
 from jaxgen.models import vae_common, vae_wan
 
 Z = 8
 TINY = dict(base_dim=16, z_dim=Z, dim_mult=[1, 2, 4, 4], num_res_blocks=1,
             temperal_downsample=[False, True, True],
             latents_mean=[0.1 * i for i in range(Z)], latents_std=[1.0 + 0.1 * i for i in range(Z)])
-
-
-def rel_err(a, b) -> float:
-  return float(np.linalg.norm(np.asarray(a) - b) / np.linalg.norm(b))
 
 
 def to_ncthw(x: np.ndarray) -> torch.Tensor:
@@ -29,26 +26,13 @@ def to_nthwc(x: torch.Tensor) -> np.ndarray:
   return x.permute(0, 2, 3, 4, 1).numpy()
 
 
-def randomize_(module: torch.nn.Module, seed: int) -> None:
-  """Every parameter random, RMSNorm gains and biases included (they start at 1 and 0)."""
-  gen = torch.Generator().manual_seed(seed)
-  with torch.no_grad():
-    for name, p in module.named_parameters():
-      if name.endswith("gamma"):
-        p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=gen))
-      elif p.ndim == 1:
-        p.copy_(0.2 * torch.randn(p.shape, generator=gen))
-      else:
-        p.copy_(torch.randn(p.shape, generator=gen) / p[0].numel() ** 0.5)
-    # Keep decoded pixels mostly inside [-1, 1], so the reference's clamp hides little.
-    module.decoder.conv_out.weight.mul_(0.3)
-
-
 @pytest.fixture(scope="module")
 def tiny():
   """(reference, config, params, model) for the tiny config, converted through `read`."""
   ref = TorchAutoencoderKLWan(**TINY).eval()
-  randomize_(ref, seed=0)
+  randomize(ref)
+  with torch.no_grad():  # decoded pixels mostly inside [-1, 1], so the reference's clamp hides little
+    ref.decoder.conv_out.weight.mul_(0.3)
   state = {k: v.numpy() for k, v in ref.state_dict().items()}
   config = vae_wan.AutoencoderKLWanConfig.from_diffusers(dict(ref.config))
   params = vae_wan.convert_params(config, lambda name: state[name])

@@ -11,6 +11,7 @@ import pytest
 import torch
 from diffusers import WanTransformer3DModel
 
+from jaxgen.bench.reference import randomize, rel_err
 from jaxgen.models import wan
 from jaxgen.models.dit_block import DiTBlock
 from jaxgen.models.dit_common import count_params
@@ -18,24 +19,6 @@ from jaxgen.nn.rope import rope_3d
 
 TINY = dict(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=32, in_channels=4,
             out_channels=4, text_dim=24, freq_dim=32, ffn_dim=96, num_layers=2)
-
-
-def randomize(module: torch.nn.Module, seed: int = 0) -> None:
-  """Gives every parameter (the zero-initialised adaLN/output layers too) random values."""
-  g = torch.Generator().manual_seed(seed)
-  with torch.no_grad():
-    for name, p in module.named_parameters():
-      if p.ndim >= 2 and "scale_shift_table" not in name:
-        p.copy_(torch.randn(p.shape, generator=g) / np.sqrt(np.prod(p.shape[1:])))
-      elif name.endswith("weight") and "norm" in name:
-        p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
-      else:
-        p.copy_(0.3 * torch.randn(p.shape, generator=g))
-
-
-def rel_err(a, b) -> float:
-  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-  return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ import transformers
 
 from jaxgen import cli
 from jaxgen import zoo
+from jaxgen.bench.reference import randomize, rel_err
 from jaxgen.models import t5
 from jaxgen.zoo import checkpoint
 from jaxgen.zoo import families
@@ -20,25 +21,6 @@ from jaxgen.zoo import registry
 REQUIRED_PRESETS = ("dit-xl-2-256", "dit-s-2-256", "dit-b-2-256", "pixart-alpha-256",
                     "pixart-alpha-512", "wan2.1-t2v-1.3b", "wan2.1-t2v-14b", "sd-vae-ft-ema",
                     "wan2.1-vae", "clip-vit-l-14-text", "t5-v1_1-xxl", "umt5-xxl")
-
-
-def rel_err(a, b) -> float:
-  a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-  return float(np.linalg.norm(a - b) / np.linalg.norm(b))
-
-
-def randomize(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-  """Every parameter random, the zero-initialised ones too, so parity checks are not trivial."""
-  g = torch.Generator().manual_seed(seed)
-  with torch.no_grad():
-    for name, p in module.named_parameters():
-      if p.ndim >= 2 and "scale_shift_table" not in name:
-        p.copy_(torch.randn(p.shape, generator=g) / np.sqrt(np.prod(p.shape[1:])))
-      elif name.endswith(("weight", "gamma")) and "norm" in name:
-        p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
-      else:
-        p.copy_(0.1 * torch.randn(p.shape, generator=g))
-  return module.eval()
 
 
 def state_reader(model: torch.nn.Module):

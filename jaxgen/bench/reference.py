@@ -9,21 +9,24 @@ import jax
 import numpy as np
 
 
-def randomize(module: Any, seed: int = 0) -> None:
+def randomize(module: Any, seed: int = 0) -> Any:
   """Gives every parameter a random value, the zero-initialised ones (adaLN-Zero, output
-  projections) too, so outputs depend on every weight and the parity check means something."""
+  projections, biases) too, so outputs depend on every weight and the parity check means
+  something; norm gains stay near 1. Returns the module in eval mode."""
   import torch
 
   g = torch.Generator().manual_seed(seed)
   with torch.no_grad():
     for name, p in module.named_parameters():
-      if p.ndim >= 2 and "scale_shift_table" not in name:
+      # Norm gains: LayerNorm / RMSNorm weights, and Wan VAE's RMS_norm `gamma` [C, 1, 1(, 1)].
+      if name.endswith("gamma") or (p.ndim == 1 and name.endswith("weight") and "norm" in name):
+        p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
+      elif p.ndim >= 2 and "scale_shift_table" not in name:
         fan_in = int(np.prod(p.shape[1:]))
         p.copy_(torch.randn(p.shape, generator=g) / np.sqrt(fan_in))
-      elif name.endswith("weight") and ("norm" in name or "gamma" in name):
-        p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
       else:
         p.copy_(0.1 * torch.randn(p.shape, generator=g))
+  return module.eval()
 
 
 def dit_reference(config: Any) -> Any:
