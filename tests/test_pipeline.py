@@ -87,6 +87,34 @@ def test_noise_level_experts_each_denoise_their_levels(tmp_path):
                 tokenizer_dir)
 
 
+def test_swap_experts_combines_experts_of_bundles_sharing_a_text_encoder(tmp_path):
+  """experiments/swap_experts.py: each expert slot from BUNDLE:NAME, the text encoder checked."""
+  import sys  # pylint: disable=g-import-not-at-top
+  sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "experiments"))
+  import swap_experts  # pylint: disable=g-import-not-at-top
+  config, params, tokenizer_dir = _with_experts()
+  a = str(save_bundle(tmp_path / "a", config, params, tokenizer_dir))
+  b = str(save_bundle(tmp_path / "b", *random_tiny()))
+  got, got_params, _ = swap_experts.hybrid(b, [0.7, 0.2], [f"{a}:transformer_3", f"{b}:transformer",
+                                                          f"{a}:transformer"])
+  assert got.transformer_names == ("transformer", "transformer_2", "transformer_3")
+  assert (got.boundary_ratio, got.boundary_ratio_2) == (0.7, 0.2)
+  expected = {"transformer": params["transformer_3"],
+              "transformer_2": random_tiny()[1]["transformer"], "transformer_3": params["transformer"]}
+  for slot, want in expected.items():
+    for x, y in zip(jax.tree.leaves(got_params[slot]), jax.tree.leaves(want)):
+      np.testing.assert_array_equal(x, np.asarray(y))
+  TextToVideo(*swap_experts.hybrid(b, [0.5], [f"{a}:transformer_2", f"{b}:transformer"]))
+  other = dict(params, text_encoder=jax.tree.map(lambda p: p + 1.0, params["text_encoder"]))
+  c = str(save_bundle(tmp_path / "c", config, other, tokenizer_dir))
+  with pytest.raises(ValueError, match="c:transformer'.*text encoder is not"):
+    swap_experts.hybrid(a, [0.5], [f"{c}:transformer", f"{a}:transformer"])
+  with pytest.raises(ValueError, match="has experts"):
+    swap_experts.hybrid(b, [0.5], [f"{b}:transformer_2", f"{b}:transformer"])
+  with pytest.raises(ValueError, match="expected one or two boundaries and one expert more"):
+    swap_experts.hybrid(b, [0.5], [f"{b}:transformer"])
+
+
 def test_guidance_per_expert():
   """Each step takes the scale of the expert whose levels it starts from (Wan 2.2's two scales)."""
   config, params, tokenizer_dir = _with_experts()
