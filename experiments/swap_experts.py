@@ -29,9 +29,8 @@ def hybrid(base: str, boundaries: list[float], experts: list[str]):
                      f"boundaries and one expert more than boundaries")
   config, params, tokenizer = bundle.load_bundle(bundle_dir(base))
   out = {"text_encoder": params["text_encoder"], "vae": params["vae"]}
-  names = ("transformer", "transformer_2", "transformer_3")
   dits = {}
-  for slot, spec in zip(names, experts):
+  for slot, spec in zip(bundle.TRANSFORMER_NAMES, experts):
     source, _, name = spec.rpartition(":")
     if not source:
       raise ValueError(f"--experts {spec!r}; expected BUNDLE:NAME")

@@ -104,7 +104,8 @@ def test_swap_experts_combines_experts_of_bundles_sharing_a_text_encoder(tmp_pat
   for slot, want in expected.items():
     for x, y in zip(jax.tree.leaves(got_params[slot]), jax.tree.leaves(want)):
       np.testing.assert_array_equal(x, np.asarray(y))
-  TextToVideo(*swap_experts.hybrid(b, [0.5], [f"{a}:transformer_2", f"{b}:transformer"]))
+  two, _, _ = swap_experts.hybrid(b, [0.5], [f"{a}:transformer_2", f"{b}:transformer"])
+  assert two.transformer_names == ("transformer", "transformer_2") and two.boundary_ratio == 0.5
   other = dict(params, text_encoder=jax.tree.map(lambda p: p + 1.0, params["text_encoder"]))
   c = str(save_bundle(tmp_path / "c", config, other, tokenizer_dir))
   with pytest.raises(ValueError, match="c:transformer'.*text encoder is not"):
