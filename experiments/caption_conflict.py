@@ -37,15 +37,19 @@ def conflicting_examples(data_seed: int, n: int):
       (obj,) = objects
       other = (obj.digit + 1 + i % 9) % 10  # any digit but the shown one
       frames.append(md.example(data_seed, "test", i)["video"][:1])
-      captions.append(md.describe([dataclasses.replace(obj, digit=other)], np.random.default_rng(i)))
-      named.append(other), shown.append(obj.digit), colors.append(obj.color)
+      renamed = dataclasses.replace(obj, digit=other)
+      captions.append(md.describe([renamed], np.random.default_rng(i)))
+      named.append(other)
+      shown.append(obj.digit)
+      colors.append(obj.color)
     i += 1
   return np.stack(frames), captions, np.array(named), np.array(shown), np.array(colors)
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--model", default="moving-digits", help="a shipped model or bundle directory")
+  parser.add_argument("--model", default="moving-digits",
+                      help="a shipped model or bundle directory")
   parser.add_argument("--levels", default="0.8,0.6,0.4", help="flow levels s to start from")
   parser.add_argument("--num-images", type=int, default=128)
   parser.add_argument("--steps", type=int, default=24, help="Euler steps from s to 0")
@@ -58,7 +62,8 @@ def main() -> None:
   pipe = TextToVideo(*bundle.load_bundle(bundle_dir(args.model)))
   cfg = pipe.config
   if cfg.prediction_type != "flow":
-    raise ValueError(f"--model={args.model!r} predicts {cfg.prediction_type!r}; expected a flow model")
+    raise ValueError(f"--model={args.model!r} predicts {cfg.prediction_type!r}; expected a flow "
+                     f"model")
 
   frames, captions, named, shown, colors = conflicting_examples(args.data_seed, args.num_images)
   n = len(captions)
