@@ -1,15 +1,16 @@
 r"""Caption or input: which digit does a model keep? Each held-out one-digit image (a test video's
-first frame) is encoded, noised to level s (SDEdit: x_s = (1 - s) x_0 + s eps) and denoised to
-s = 0 by the model under a caption that names another digit, the colour and place unchanged. The
-oracle then reads whether the result shows the caption's digit or the input's: at high levels a
-model that reads the caption draws the caption's, and one that ignores it draws whatever the
-noise suggests (often neither).
+first frame) is encoded, noised to flow level s (SDEdit: the model's own sampler and steps, run
+from the level of its plan nearest s) and denoised by the model under a caption that names another
+digit, the colour and place unchanged. The oracle then reads whether the result shows the
+caption's digit or the input's: at high levels a model that reads the caption draws the caption's,
+and one that ignores it draws whatever the noise suggests (often neither).
 
   PYTHONPATH=. python experiments/caption_conflict.py --model moving-digits --levels 0.8,0.6,0.4
 """
 
 import argparse
 import dataclasses
+import functools
 import json
 
 import jax
@@ -17,13 +18,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen.data import moving_digits as md
+from jaxgen.diffusion.samplers import SamplerConfig, make_plan, sample
 from jaxgen.eval import metrics
 from jaxgen.models.clip_text import CLIPTextModel
 from jaxgen.models.vae_wan import AutoencoderKLWan, denormalize
 from jaxgen.pipelines import bundle, conditioning
 from jaxgen.pipelines.load import bundle_dir
 from jaxgen.pipelines.pixels import to_uint8
-from jaxgen.pipelines.text_to_video import TextToVideo, denoiser
+from jaxgen.pipelines.text_to_video import TextToVideo, denoiser, guidance_weights
 
 
 def conflicting_examples(data_seed: int, n: int):
@@ -52,8 +54,6 @@ def main() -> None:
                       help="a shipped model or bundle directory")
   parser.add_argument("--levels", default="0.8,0.6,0.4", help="flow levels s to start from")
   parser.add_argument("--num-images", type=int, default=128)
-  parser.add_argument("--steps", type=int, default=24, help="Euler steps from s to 0")
-  parser.add_argument("--guidance", type=float, default=4.0)
   parser.add_argument("--data-seed", type=int, default=1)
   args = parser.parse_args()
   levels = [float(v) for v in args.levels.split(",")]
@@ -76,22 +76,18 @@ def main() -> None:
     context, pooled = text.apply({"params": pipe.params["text_encoder"]}, ids, mask)
     return {"context": context, "pooled": pooled, "mask": mask, "frames": given}
   c, u = cond(captions), cond([""] * n)
-  model = denoiser(cfg, pipe.params)
-  scale = cfg.schedule.num_train_timesteps
+  # The model's sampler, steps and guidance, from the plan's level nearest each s.
+  full = SamplerConfig(cfg.sampler, cfg.num_steps)
+  plan_levels = np.asarray(make_plan(full, cfg.schedule).t[:-1]) / cfg.schedule.num_train_timesteps
+  weights = guidance_weights(cfg, full, cfg.guidance_scale)
 
-  @jax.jit
-  def edit(s0, key):
-    x = (1.0 - s0) * z0 + s0 * jax.random.normal(key, z0.shape)
-    levels = jnp.linspace(s0, 0.0, args.steps + 1)
-
-    def step(x, i):
-      a, b = levels[i], levels[i + 1]
-      t = jnp.full((n,), a * scale)
-      v_c, v_u = model(x, t, c), model(x, t, u)
-      return x + (b - a) * (v_u + args.guidance * (v_c - v_u)), None
-    x, _ = jax.lax.scan(step, x, jnp.arange(args.steps))
+  @functools.partial(jax.jit, static_argnums=0)
+  def edit(sampler, key):
+    z = sample(denoiser(cfg, pipe.params), jax.random.normal(key, z0.shape), c, config=sampler,
+               schedule=cfg.schedule, prediction_type=cfg.prediction_type, guidance_scale=weights,
+               negative_cond=u, x_init=z0)
     video = AutoencoderKLWan(cfg.vae).apply({"params": pipe.params["vae"]},
-                                            denormalize(cfg.vae, x), method=AutoencoderKLWan.decode)
+                                            denormalize(cfg.vae, z), method=AutoencoderKLWan.decode)
     return to_uint8(video)
 
   def digit_accuracy(videos, digits):
@@ -101,11 +97,16 @@ def main() -> None:
                   "direction": -np.ones((n, 2), np.int32)}
     return metrics.evaluate(videos, attributes)["digit_accuracy"]
 
-  result = {"model": args.model, "num_images": n, "guidance": args.guidance, "steps": args.steps}
+  result = {"model": args.model, "num_images": n, "sampler": cfg.sampler, "steps": cfg.num_steps,
+            "guidance": cfg.guidance_scale}
   for s0 in levels:
-    videos = np.asarray(edit(jnp.float32(s0), jax.random.key(0)))
-    result[f"s={s0}"] = {"caption_digit": digit_accuracy(videos, named),
-                         "input_digit": digit_accuracy(videos, shown)}
+    start = int(np.argmin(np.abs(plan_levels - s0)))
+    # make_plan runs the last int(N * strength) steps: half a step of slack against rounding.
+    sampler = dataclasses.replace(
+        full, strength=min(1.0, (cfg.num_steps - start + 0.5) / cfg.num_steps))
+    videos = np.asarray(edit(sampler, jax.random.key(0)))
+    result[f"s={plan_levels[start]:.3f}"] = {"caption_digit": digit_accuracy(videos, named),
+                                             "input_digit": digit_accuracy(videos, shown)}
   print(json.dumps(result, indent=2))
 
 
