@@ -8,7 +8,7 @@ It separates what the caption is worth from how the levels are mixed: trained on
 DiT learns the direction and place words within a few hundred steps; over all levels it does not.
 
   PYTHONPATH=. python experiments/interval_probe.py --t-min 0.8 [--t-max 1] --steps 300 \
-    [--two-digit [--one-digit-steps 300]] [--frame-masks] \
+    [--two-digit [--one-digit-steps 300]] [--frame-masks] [--images] \
     --config.vae.workdir=$HOME/jaxgen/runs/vae --config.vae.latents_dir=$HOME/jaxgen/runs/vae/latents
 """
 
@@ -46,6 +46,8 @@ def main():
                       help="train on every example (one or two digits), not one-digit ones only")
   parser.add_argument("--frame-masks", action="store_true",
                       help="give frames clean as the config's Open-Sora masks do")
+  parser.add_argument("--images", action="store_true",
+                      help="train and judge on each video's first latent frame alone, as images")
   parser.add_argument("--one-digit-steps", type=int, default=0,
                       help="with --two-digit: one-digit videos only for this many steps first")
   rest, overrides = config_lib.split_overrides(sys.argv[1:])
@@ -64,8 +66,9 @@ def main():
   pool = (np.setdiff1d(np.arange(config.data.train_size), eval_index) if args.two_digit
           else one_digit)
   cache = np.load(os.path.join(task.cache_dir, "train.npz"))["mean"]
+  frames = 1 if args.images else cache.shape[1]
   latents = lambda index: task.normalized_latents(
-      {"latents": jnp.asarray(cache[index], jnp.float32)}, None)
+      {"latents": jnp.asarray(cache[index][:, :frames], jnp.float32)}, None)
 
   def tokenize(texts):
     enc = task.tokenizer(list(texts), padding="max_length", max_length=vocab.MAX_LENGTH,
