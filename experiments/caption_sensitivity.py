@@ -94,6 +94,8 @@ def main():
   parser.add_argument("--weights", choices=("params", "ema_params"), default="ema_params")
   parser.add_argument("--num-videos", type=int, default=64)
   parser.add_argument("--levels", default="0.5,0.8,0.95", help="noise levels t in (0, 1)")
+  parser.add_argument("--images", action="store_true",
+                      help="judge the first latent frames alone, as images (image-stage runs)")
   parser.add_argument("--num-stats", type=int, default=2000,
                       help="videos for the explained-variance figures")
   rest, overrides = config_lib.split_overrides(sys.argv[1:])
@@ -104,6 +106,7 @@ def main():
 
   index, attrs = single_object_examples(config.seed, max(args.num_videos, args.num_stats))
   latents = np.load(os.path.join(task.cache_dir, "train.npz"))["mean"][index]
+  latents = latents[:, :1] if args.images else latents
   everything = task.normalized_latents({"latents": jnp.asarray(latents, jnp.float32)}, None)
   result = {"explained_variance": explained_variance(np.asarray(everything), attrs)}
   index, attrs, x0 = index[:args.num_videos], attrs[:args.num_videos], everything[:args.num_videos]
