@@ -66,9 +66,9 @@ def main():
   pool = (np.setdiff1d(np.arange(config.data.train_size), eval_index) if args.two_digit
           else one_digit)
   cache = np.load(os.path.join(task.cache_dir, "train.npz"))["mean"]
-  frames = 1 if args.images else cache.shape[1]
+  cache = cache[:, :1] if args.images else cache
   latents = lambda index: task.normalized_latents(
-      {"latents": jnp.asarray(cache[index][:, :frames], jnp.float32)}, None)
+      {"latents": jnp.asarray(cache[index], jnp.float32)}, None)
 
   def tokenize(texts):
     enc = task.tokenizer(list(texts), padding="max_length", max_length=vocab.MAX_LENGTH,
