@@ -52,6 +52,9 @@ def main():
                       help="with --two-digit: one-digit videos only for this many steps first")
   rest, overrides = config_lib.split_overrides(sys.argv[1:])
   args = parser.parse_args(rest)
+  if args.images and args.frame_masks:
+    # A mask that gives the only frame clean would leave nothing to generate.
+    parser.error("--frame-masks needs videos; with --images there is one frame, none to give")
   config = config_lib.apply_overrides(config_lib.load(CONFIG), overrides)
   config.boundary_ratio = None  # one transformer: the probe picks the levels itself
   config.optim.num_steps = config.num_steps = args.steps
