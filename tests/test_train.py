@@ -19,6 +19,7 @@ from jaxgen.train import config_lib, ema, fast_conv, loop, masks, optim
 from jaxgen.train import checkpoint as ckpt_lib
 from jaxgen.train import latents as latents_lib
 from jaxgen.train.tasks import t2v, vae
+from jaxgen.zoo import native
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "experiments", "configs")
 
@@ -427,6 +428,48 @@ def test_init_from_a_bundle_fine_tunes_its_weights(tmp_path):
   assert load.bundle_dir("moving-digits") == os.path.join(load.WEIGHTS_DIR, "moving-digits")
 
 
+def test_init_fresh_keeps_an_experts_initialisation(tmp_path):
+  """init_fresh params start afresh: e.g. an expert whose patch size the next stage changes."""
+  config = _t2v_config()
+  task = SampledT2VTask(config)
+  params = nn.unbox(task.init(jax.random.key(5), _t2v_batch(task)))
+  path = bundle.save_bundle(tmp_path / "bundle", task.model, {**params, "vae": task.vae_params},
+                            task.tokenizer)
+  config.expert_dit = ml_collections.ConfigDict({"transformer": {"patch_size": (1, 1, 1)}})
+  fresh = loop.train(config, str(tmp_path / "fresh"), task=SampledT2VTask(config),
+                     progress=False, stop_at=0)["state"]
+  config.init_from = path
+  with pytest.raises(ValueError, match="param transformer/patch_embed/proj/kernel has shape"):
+    loop.train(config, str(tmp_path / "strict"), task=SampledT2VTask(config), progress=False,
+               stop_at=0)
+  config.init_fresh = ("transformer",)
+  state = loop.train(config, str(tmp_path / "run"), task=SampledT2VTask(config), progress=False,
+                     stop_at=0)["state"]
+  for got in (state.params, state.ema_params):
+    for name, want in (("transformer", fresh.params), ("transformer_2", params),
+                       ("text_encoder", params)):
+      for x, y in zip(jax.tree.leaves(got[name]), jax.tree.leaves(want[name]), strict=True):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  config.init_fresh = ("transformer_9",)
+  with pytest.raises(ValueError, match=r"init_fresh: \['transformer_9'\] are not params"):
+    loop.train(config, str(tmp_path / "typo"), task=SampledT2VTask(config), progress=False,
+               stop_at=0)
+
+
+def test_expert_dit_sets_one_experts_fields():
+  config = _t2v_config()
+  config.expert_dit = ml_collections.ConfigDict({"transformer_2": {"patch_size": (1, 1, 1)}})
+  model = MockT2VTask(config).model
+  assert model.transformer.patch_size == (1, 2, 2) and model.transformer_2.patch_size == (1, 1, 1)
+  assert native.config_from_json(native.config_to_json(model)) == model  # as a bundle keeps it
+  config.expert_dit = ml_collections.ConfigDict({"transformer_4": {"patch_size": (1, 1, 1)}})
+  with pytest.raises(ValueError, match=r"expert_dit names \['transformer_4'\]; expected"):
+    MockT2VTask(config)
+  config.expert_dit = ml_collections.ConfigDict({"transformer": {"patch": 1}})
+  with pytest.raises(ValueError, match=r"expert_dit.transformer=\{'patch': 1\}; expected fields"):
+    MockT2VTask(config)
+
+
 @pytest.mark.parametrize("video_batch_size", [None, 0])
 def test_t2v_samples_are_videos_or_stills(video_batch_size):
   """samples.png shows videos, or first frames for an image model (video_batch_size=0)."""
@@ -487,3 +530,36 @@ def test_t2v_images_train_on_first_latent_frames():
     config.video_batch_size = bad
     with pytest.raises(ValueError, match=f"video_batch_size={bad} with batch_size=4"):
       MockT2VTask(config)
+
+
+class RecordingT2VTask(MockT2VTask):
+  """Records (expert, examples, latent frames) of each expert call as the loss is traced."""
+
+  def expert(self, params, name):
+    base = super().expert(params, name)
+
+    def apply(x, t, c):
+      self.calls.append((name, x.shape[0], x.shape[1]))
+      return base(x, t, c)
+    return apply
+
+
+def test_t2v_expert_shares_split_videos_and_images():
+  assert list(t2v.expert_counts(48, (4, 1, 1))) == [32, 8, 8]
+  assert list(t2v.expert_counts(40, (0, 1, 1))) == [0, 20, 20]
+  assert list(t2v.expert_counts(7, (1, 1, 1))) == list(np.diff(np.linspace(0, 7, 4).round()))
+  config = _t2v_config()
+  config.batch_size, config.video_batch_size = 5, 3
+  config.expert_shares = ml_collections.ConfigDict({"videos": (2, 1), "images": (0, 1)})
+  task = RecordingT2VTask(config)
+  task.calls = []
+  batch = _t2v_batch(task, 5)
+  task.loss(nn.unbox(task.init(jax.random.key(0), batch)), batch, jax.random.key(1))
+  assert task.calls == [("transformer", 2, 3), ("transformer_2", 1, 3), ("transformer_2", 2, 1)]
+  config.expert_shares.images = (1,)
+  with pytest.raises(ValueError, match=r"expert_shares.images=\(1,\); expected 2 non-negative"):
+    MockT2VTask(config)
+  config.expert_shares.images, config.expert_shares.videos = (0, 1), (9, 1)
+  with pytest.raises(ValueError, match=r"video_batch_size=3 with batch_size=5 gives the experts "
+                                       r"\('transformer', 'transformer_2'\) \[3, 0\] videos"):
+    MockT2VTask(config)

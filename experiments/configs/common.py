@@ -24,6 +24,7 @@ def base_config(task: str, runlocal: bool) -> ml_collections.ConfigDict:
   # latest params and EMA params: stage-wise training) or a text-to-video bundle, a directory or
   # a shipped name (fine-tuning); the step and optimizer state start afresh. "": from scratch.
   c.init_from = ""
+  c.init_fresh = ()  # params that keep their initialisation under init_from (a changed shape)
 
   c.data = ml_collections.ConfigDict()
   c.data.data_dir = os.environ.get("JAXGEN_DATA_DIR", os.path.expanduser("~/jaxgen/data"))

@@ -104,6 +104,11 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # Image-video joint training: the first video_batch_size examples of each batch are videos,
   # the rest train on their first latent frame as images (None: all videos; T2VTask.loss).
   c.video_batch_size = None
+  # Each expert's share of the videos and of the images: {"videos": (...), "images": (...)},
+  # relative, one per expert from the highest levels down (None: equal shares).
+  c.expert_shares = None
+  # {expert name: fields of `dit` it sets otherwise}, e.g. one expert's patch size (None: none).
+  c.expert_dit = None
   # Open-Sora frame masks (jaxgen.train.masks.MASK_TYPES): the chance of each task per example.
   # 70% get no frame: with a frame given, the caption is not needed to place the digit.
   c.masks = ml_collections.ConfigDict({

@@ -129,7 +129,8 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Any | None = No
   if start:
     state = checkpointer.restore(state, start)
   elif config.get("init_from"):
-    state = _init_from(config.init_from, state, shardings, optim.frozen(config.optim))
+    state = _init_from(config.init_from, state, shardings, optim.frozen(config.optim),
+                       frozenset(config.get("init_fresh", ())))
   _truncate_metrics(workdir, start)
   num_params = state_lib.num_params(state.params)
 
@@ -180,13 +181,15 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Any | None = No
 
 
 def _init_from(source: str, state: state_lib.TrainState, shardings,
-               frozen: frozenset[str] = frozenset()) -> state_lib.TrainState:
+               frozen: frozenset[str] = frozenset(),
+               fresh: frozenset[str] = frozenset()) -> state_lib.TrainState:
   """`state` with the weights of `source`, the step and optimizer state afresh: stage-wise
   training (images first, then videos, as Open-Sora and Wan train) from a `jaxgen train` workdir
   (its latest checkpoint's params and EMA params), or fine-tuning a text-to-video bundle (a
   directory, or a shipped model such as `moving-digits`; its weights as both). `frozen` params
   take the source's EMA weights, the ones it ships: e.g. a VAE encoder whose latents a DiT
-  learnt, kept while the decoder is fine-tuned."""
+  learnt, kept while the decoder is fine-tuned. `fresh` params (config.init_fresh) keep their
+  initialisation instead: e.g. a noise-level expert given a new patch size for the next stage."""
   # Imported here: the zoo's loaders import the model families, bundles the pipelines.
   from jaxgen.pipelines import bundle, load
   from jaxgen.zoo.checkpoint import check_params
@@ -203,7 +206,16 @@ def _init_from(source: str, state: state_lib.TrainState, shardings,
                        ) from None
     params, ema_params = restored["params"], restored["ema_params"]
     params = {k: ema_params[k] if k in frozen else v for k, v in params.items()}
-  check_params(params, state.params, f"init_from={source!r}")
+  unknown = sorted(fresh - set(state.params))
+  if unknown:
+    raise ValueError(f"init_fresh: {unknown} are not params of this task; expected names among "
+                     f"{sorted(state.params)}")
+  params, ema_params = ({k: v for k, v in tree.items() if k not in fresh}
+                        for tree in (params, ema_params))
+  check_params(params, {k: v for k, v in state.params.items() if k not in fresh},
+               f"init_from={source!r}")
+  params = {**params, **{k: state.params[k] for k in fresh}}
+  ema_params = {**ema_params, **{k: state.ema_params[k] for k in fresh}}
   return state.replace(params=jax.device_put(params, shardings.params),
                        ema_params=jax.device_put(ema_params, shardings.ema_params))
 

@@ -3,7 +3,8 @@ flow matching (Lipman et al. 2023; SD3's rectified flow, velocity target eps −
 latents, with Open-Sora frame masks and caption dropout for classifier-free guidance (Ho &
 Salimans 2022: the empty caption is the unconditional input). With `boundary_ratio` (and
 `boundary_ratio_2`) set, two (three) noise-level experts (eDiff-I; Wan 2.2) share the text encoder
-and each batch: each trains on an equal share of it, with levels from its own interval; the text
+and each batch: each trains on its share of it (`expert_shares`; equal by default), with levels
+from its own interval, and may differ from the others in some fields (`expert_dit`); the text
 encoder learns through the experts named in `text_encoder_experts` (default: `transformer`, the
 highest levels).
 """
@@ -29,7 +30,7 @@ from jaxgen.models.clip_text import CLIPTextConfig, CLIPTextModel
 from jaxgen.models.wan import Wan, WanConfig
 from jaxgen.pipelines import conditioning
 from jaxgen.pipelines import text_to_video
-from jaxgen.pipelines.bundle import TextToVideoConfig
+from jaxgen.pipelines.bundle import TRANSFORMER_NAMES, TextToVideoConfig
 from jaxgen.pipelines.pixels import to_uint8
 from jaxgen.train import checkpoint as ckpt_lib
 from jaxgen.train import latents as latents_lib
@@ -67,13 +68,37 @@ def model_config(config: ml_collections.ConfigDict, tokenizer: Any, dtype: Any =
       attention=d.attention, dtype=dtype, remat_policy=d.remat_policy,
       pooled_text_dim=t.width if d.get("pooled_text", False) else None,
       pos_embed=d.get("pos_embed", None), rope_theta=d.get("rope_theta", 10000.0))
+  # `expert_dit`: {expert name: fields of `dit` it sets otherwise}, e.g. a coarser patch size for
+  # the high-noise expert, which reads only the layout and the motion.
+  overrides = config.get("expert_dit") or {}
+  unknown = sorted(set(overrides) - set(TRANSFORMER_NAMES))
+  if unknown:
+    raise ValueError(f"expert_dit names {unknown}; expected names among "
+                     f"{list(TRANSFORMER_NAMES)}")
+  dits = {}
+  for name in TRANSFORMER_NAMES:
+    fields = dict(overrides.get(name, {}))
+    if "patch_size" in fields:
+      fields["patch_size"] = tuple(fields["patch_size"])
+    try:
+      dits[name] = dataclasses.replace(transformer, **fields)
+    except TypeError:
+      raise ValueError(f"expert_dit.{name}={fields!r}; expected fields of WanConfig") from None
   return TextToVideoConfig(
-      text_encoder=text, transformer=transformer, vae=vae_config(config, stats),
+      text_encoder=text, transformer=dits["transformer"], vae=vae_config(config, stats),
       schedule=schedules.FlowSchedule(shift=config.flow_shift), prediction_type="flow",
       sampler=s.sampler, num_steps=s.num_steps, guidance_scale=s.guidance_scale,
       description=config.description, boundary_ratio=boundary,
-      transformer_2=None if boundary is None else transformer, boundary_ratio_2=boundary_2,
-      transformer_3=None if boundary_2 is None else transformer)
+      transformer_2=None if boundary is None else dits["transformer_2"],
+      boundary_ratio_2=boundary_2,
+      transformer_3=None if boundary_2 is None else dits["transformer_3"])
+
+
+def expert_counts(size: int, shares: tuple[float, ...]) -> np.ndarray:
+  """How many of `size` examples each expert takes: its share of their sum, rounded so that the
+  counts add up to `size`."""
+  edges = np.cumsum((0.0,) + tuple(shares)) / sum(shares) * size
+  return np.diff(edges.round().astype(int))
 
 
 class T2VTask:
@@ -91,13 +116,24 @@ class T2VTask:
       raise ValueError(f"batch_size={config.batch_size}; expected at least one example per "
                        f"noise-level expert ({len(experts)})")
     self.video_batch_size = config.get("video_batch_size")  # see loss; None: all videos
-    if self.video_batch_size is not None:
-      parts = [n for n in (self.video_batch_size, config.batch_size - self.video_batch_size) if n]
-      if not 0 <= self.video_batch_size <= config.batch_size or min(parts) < len(experts):
-        raise ValueError(f"video_batch_size={self.video_batch_size} with batch_size="
-                         f"{config.batch_size}; expected between 0 and the batch size, leaving "
-                         f"videos and images at least one example per noise-level expert "
-                         f"({len(experts)}) each")
+    b, n = config.batch_size, self.video_batch_size
+    if n is not None and not 0 <= n <= b:
+      raise ValueError(f"video_batch_size={n} with batch_size={b}; expected between 0 and the "
+                       f"batch size")
+    # Each expert's share of the videos and of the images (default: equal).
+    shares = config.get("expert_shares") or {}
+    self.expert_shares = {}
+    for part, size in (("videos", b if n is None else n), ("images", 0 if n is None else b - n)):
+      share = tuple(shares.get(part, (1,) * len(experts)))
+      if len(share) != len(experts) or min(share) < 0 or not sum(share):
+        raise ValueError(f"expert_shares.{part}={share!r}; expected {len(experts)} non-negative "
+                         f"shares, one per noise-level expert {experts}, not all zero")
+      counts = expert_counts(size, share)
+      if size and any(c == 0 < s for c, s in zip(counts, share)):
+        raise ValueError(f"video_batch_size={n} with batch_size={b} gives the experts {experts} "
+                         f"{counts.tolist()} {part} (expert_shares.{part}={share}); expected at "
+                         f"least one each where its share is not zero")
+      self.expert_shares[part] = share
     # The experts whose gradient reaches the text encoder (see loss).
     self.text_encoder_experts = tuple(config.get("text_encoder_experts", ("transformer",)))
     if not set(self.text_encoder_experts) <= set(experts):
@@ -203,23 +239,23 @@ class T2VTask:
     loss = 0.0
     if n:
       loss += self._flow_loss(params, x0[:n], frame_mask, jax.tree.map(lambda v: v[:n], text),
-                              k_level, k_noise)
+                              self.expert_shares["videos"], k_level, k_noise)
     if n < b:
       images = x0[n:, :1]
       loss += self._flow_loss(params, images, jnp.zeros(images.shape[:2]),
-                              jax.tree.map(lambda v: v[n:], text),
+                              jax.tree.map(lambda v: v[n:], text), self.expert_shares["images"],
                               jax.random.fold_in(k_level, 1), jax.random.fold_in(k_noise, 1))
     return loss, {"given_frames": jnp.mean(frame_mask) if n else 0.0}
 
-  def _flow_loss(self, params: dict, x0: Array, frame_mask: Array, text: dict, k_level: Array,
-                 k_noise: Array) -> Array:
+  def _flow_loss(self, params: dict, x0: Array, frame_mask: Array, text: dict,
+                 shares: tuple[float, ...], k_level: Array, k_noise: Array) -> Array:
     """Mean flow-matching loss over the frames frame_mask [B, t] leaves to generate."""
     cfg, model = self.config, self.model
     b = x0.shape[0]
     logit_normal = tuple(cfg.logit_normal) if cfg.logit_normal else None
-    # Each transformer takes an equal share of the batch, with levels from its own interval.
+    # Each transformer takes its share of the batch, with levels from its own interval.
     intervals = model.level_intervals
-    splits = np.linspace(0, b, len(intervals) + 1).round().astype(int)
+    splits = np.concatenate([[0], np.cumsum(expert_counts(b, shares))])
     levels = [losses.sample_noise_level(model.schedule, k, n, logit_normal=logit_normal,
                                         interval=interval)
               for k, n, interval in zip(jax.random.split(k_level, len(intervals)),
@@ -236,6 +272,8 @@ class T2VTask:
     # (experiments/interval_probe.py).
     prediction = []
     for name, i, j in zip(model.transformer_names, splits, splits[1:]):
+      if i == j:
+        continue  # no share of this part
       part = jax.tree.map(lambda v, i=i, j=j: v[i:j], cond)
       if name not in self.text_encoder_experts:
         part |= {key: jax.lax.stop_gradient(part[key]) for key in ("context", "pooled")}
