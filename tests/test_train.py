@@ -411,14 +411,18 @@ class SampledT2VTask(MockT2VTask):
     return nn.unbox(module.init(jax.random.key(3), jnp.zeros((1, 5, 32, 32, 3)))["params"])
 
 
+def _t2v_bundle(config, path) -> tuple[str, dict]:
+  """A bundle of a freshly initialised SampledT2VTask: (its path, its params but the VAE's)."""
+  task = SampledT2VTask(config)
+  params = nn.unbox(task.init(jax.random.key(5), _t2v_batch(task)))
+  return bundle.save_bundle(path, task.model, {**params, "vae": task.vae_params},
+                            task.tokenizer), params
+
+
 def test_init_from_a_bundle_fine_tunes_its_weights(tmp_path):
   """A text-to-video bundle's weights start a run as its params and EMA params (not the VAE)."""
   config = _t2v_config()
-  task = SampledT2VTask(config)
-  params = nn.unbox(task.init(jax.random.key(5), _t2v_batch(task)))
-  path = bundle.save_bundle(tmp_path / "bundle", task.model, {**params, "vae": task.vae_params},
-                            task.tokenizer)
-  config.init_from = path
+  config.init_from, params = _t2v_bundle(config, tmp_path / "bundle")
   state = loop.train(config, str(tmp_path / "run"), task=SampledT2VTask(config), progress=False,
                      stop_at=0)["state"]
   for got in (state.params, state.ema_params):
@@ -431,10 +435,7 @@ def test_init_from_a_bundle_fine_tunes_its_weights(tmp_path):
 def test_init_fresh_keeps_an_experts_initialisation(tmp_path):
   """init_fresh params start afresh: e.g. an expert whose patch size the next stage changes."""
   config = _t2v_config()
-  task = SampledT2VTask(config)
-  params = nn.unbox(task.init(jax.random.key(5), _t2v_batch(task)))
-  path = bundle.save_bundle(tmp_path / "bundle", task.model, {**params, "vae": task.vae_params},
-                            task.tokenizer)
+  path, params = _t2v_bundle(config, tmp_path / "bundle")
   config.expert_dit = ml_collections.ConfigDict({"transformer": {"patch_size": (1, 1, 1)}})
   fresh = loop.train(config, str(tmp_path / "fresh"), task=SampledT2VTask(config),
                      progress=False, stop_at=0)["state"]
