@@ -564,3 +564,6 @@ def test_t2v_expert_shares_split_videos_and_images():
   with pytest.raises(ValueError, match=r"video_batch_size=3 with batch_size=5 gives the experts "
                                        r"\('transformer', 'transformer_2'\) \[3, 0\] videos"):
     MockT2VTask(config)
+  config.expert_shares.videos = (0, 1)  # the images too give `transformer` none
+  with pytest.raises(ValueError, match=r"gives \['transformer'\] no examples; expected a share"):
+    MockT2VTask(config)

@@ -123,7 +123,8 @@ class T2VTask:
     # Each expert's share of the videos and of the images (default: equal).
     shares = config.get("expert_shares") or {}
     self.expert_shares = {}
-    for part, size in (("videos", b if n is None else n), ("images", 0 if n is None else b - n)):
+    sizes = {"videos": b if n is None else n, "images": 0 if n is None else b - n}
+    for part, size in sizes.items():
       share = tuple(shares.get(part, (1,) * len(experts)))
       if len(share) != len(experts) or min(share) < 0 or not sum(share):
         raise ValueError(f"expert_shares.{part}={share!r}; expected {len(experts)} non-negative "
@@ -134,6 +135,12 @@ class T2VTask:
                          f"{counts.tolist()} {part} (expert_shares.{part}={share}); expected at "
                          f"least one each where its share is not zero")
       self.expert_shares[part] = share
+    idle = [e for i, e in enumerate(experts)
+            if not any(size and self.expert_shares[p][i] for p, size in sizes.items())]
+    if idle:
+      raise ValueError(f"expert_shares={self.expert_shares} with video_batch_size={n} and "
+                       f"batch_size={b} gives {idle} no examples; expected a share of the videos "
+                       f"or of the images for every expert")
     # The experts whose gradient reaches the text encoder (see loss).
     self.text_encoder_experts = tuple(config.get("text_encoder_experts", ("transformer",)))
     if not set(self.text_encoder_experts) <= set(experts):
