@@ -15,7 +15,7 @@ images (2,500 steps of moving_digits_t2i.py: 11%, chance); 1,000 more on all ima
 14 min) 37.2% of all (two-digit: 21.4%). Its encoder has not learnt the direction words, which the
 high-noise expert reads; 1,300 steps of videos from it (67 min) did not teach them either, at 8
 videos per expert (direction 11.2% of 128 videos, digit 31.0%; README; the last command below,
-stopped at step 1,300).
+stopped at step 1,300); moving_digits_t2v_fast.py goes on from there.
 
   jaxgen train --config experiments/configs/moving_digits_t2i_three.py \
     --workdir ~/jaxgen/runs/t2i_three
@@ -23,7 +23,7 @@ stopped at step 1,300).
     --workdir ~/jaxgen/runs/t2i_three --out /tmp/t2i_three
   jaxgen eval --model /tmp/t2i_three --frames 1 --num-videos 256
   jaxgen train --config experiments/configs/moving_digits_t2v_three.py \
-    --workdir ~/jaxgen/runs/t2v_fast --config.init_from=$HOME/jaxgen/runs/t2i_three \
+    --workdir ~/jaxgen/runs/t2v_equal --config.init_from=$HOME/jaxgen/runs/t2i_three \
     --config.dit.patch_size='(1,1,1)' --config.text.causal=False --config.batch_size=64 \
     --config.video_batch_size=24 --config.optim.end_lr_factor=1.0 --config.num_steps=3000
 """
