@@ -8,8 +8,8 @@ in time, bilinear in space, jaxgen.pipelines.upsample) and noise-augmented
 stage gave and 0 on their repeats: the frames it must keep and the ones it must draw anew look
 alike after repetition and augmentation, and relative positions (RoPE) do not say which is which.
 The augmentation level a enters as a second sinusoidal embedding added to the timestep embedding,
-so it reaches every block's adaLN modulation. Wan's module has no input for that extra
-embedding, so `SuperResDiT` composes Wan's layers itself; its params are Wan's plus `aug_embed`.
+so it reaches every block's adaLN modulation. `SuperResDiT` wraps Wan's two halves
+(`wan.embed_patches`, `wan.denoise_tokens`) around that sum; its params are Wan's plus `aug_embed`.
 
 The diffusion runs over the residual of the high-resolution video over that naive upsampling
 (as SRDiff, Li et al. 2022, does for images): an untrained stage (zero output layer, DiT practice)
@@ -25,24 +25,15 @@ Imagen Video §2.4.
 """
 
 import dataclasses
-import math
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxgen.models.dit_block import DiTBlock
-from jaxgen.models.dit_common import check_shape
+from jaxgen.models import wan
+from jaxgen.models.dit_common import check_divisible, check_shape
 from jaxgen.models.wan import WanConfig
-from jaxgen.nn.axes import CONTEXT, TOKENS, constrain
-from jaxgen.nn.embeddings import CaptionProjection, TimestepEmbedder
-from jaxgen.nn.linear import Linear
-from jaxgen.nn.modulation import AdaLNSingle, chunks, modulate, ScaleShiftTable
-from jaxgen.nn.norms import layer_norm
-from jaxgen.nn.patch import PatchEmbed, unpatchify
-from jaxgen.nn.positions import sincos_3d
-from jaxgen.nn.rope import rope_3d
-from jaxgen.nn.scan import scan_layers
+from jaxgen.nn.embeddings import TimestepEmbedder
 
 TEMPORAL_FACTORS = (1, 2)  # TSR doubles the frame count
 SPATIAL_FACTORS = (1, 2, 4)  # SSR raises height and width ×2 or ×4
@@ -134,41 +125,14 @@ class SuperResDiT(nn.Module):
     check_shape("context", context, (b, None, cfg.text_dim), "[B, S, text_dim]")
     if context_mask is not None:
       check_shape("context_mask", context_mask, context.shape[:2], "[B, S] bool, True = keep")
-    if any(s < p or s % p for s, p in zip(x.shape[1:4], cfg.patch_size)):
-      raise ValueError(f"x has frames, height, width {list(x.shape[1:4])}; each must be a "
-                       f"positive multiple of the patch size {list(cfg.patch_size)}")
-    grid = tuple(s // p for s, p in zip(x.shape[1:4], cfg.patch_size))
-    d = cfg.hidden_size
-    rope = tuple(jnp.asarray(r) for r in rope_3d(grid, cfg.head_dim, cfg.rope_theta))
-
+    check_divisible("x", x.shape[1:4], cfg.patch_size, "frames, height, width")
     inputs = [x, low.astype(x.dtype)]
     tf = self.config.temporal_factor
     if tf > 1:
       given = given_frames(x.shape[1], tf).astype(x.dtype)[None, :, None, None, None]
       inputs.append(jnp.broadcast_to(given, x.shape[:-1] + (1,)))
-    h = PatchEmbed(cfg.patch_size, d, cfg.dtype, name="patch_embed")(jnp.concatenate(inputs, -1))
-    if cfg.pos_embed == "sincos":
-      h = h + jnp.asarray(sincos_3d(d, *grid, theta=cfg.rope_theta).reshape(1, -1, d), h.dtype)
-    h = constrain(h, TOKENS)
-    temb = TimestepEmbedder(d, cfg.freq_dim, True, 0.0, name="time_embed")(t)
+    h, grid, rope = wan.embed_patches(cfg, jnp.concatenate(inputs, -1))
+    temb = TimestepEmbedder(cfg.hidden_size, cfg.freq_dim, True, 0.0, name="time_embed")(t)
     aug = aug_level.astype(jnp.float32) * self.config.aug_time_scale
-    temb = temb + TimestepEmbedder(d, cfg.freq_dim, True, 0.0, name="aug_embed")(aug)
-    mod = AdaLNSingle(6, d, name="time_proj")(temb)
-    context = CaptionProjection(d, cfg.dtype, name="text_embed")(context.astype(cfg.dtype))
-    context = constrain(context, CONTEXT)
-
-    blocks = scan_layers(DiTBlock, cfg.num_layers, in_axes=(nn.broadcast,) * 4,
-                         remat_policy=cfg.remat_policy)
-    h, _ = blocks(
-        cfg.num_heads, cfg.head_dim, cfg.ffn_dim, modulation="adaln_single", eps_attn=cfg.eps,
-        eps_mlp=cfg.eps, cross_attention=True, cross_norm=cfg.cross_attn_norm,
-        cross_norm_eps=cfg.eps, qk_norm=cfg.qk_norm,
-        factorized_grid=grid if cfg.attention == "factorized" else None, dtype=cfg.dtype,
-        attention_impl=cfg.attention_impl, name="blocks",
-    )(h, mod, context, context_mask, rope)
-
-    shift, scale = chunks(ScaleShiftTable(2, name="final_table")(temb[:, None]))
-    h = modulate(layer_norm(h, cfg.eps), shift, scale).astype(cfg.dtype)
-    h = Linear(math.prod(cfg.patch_size) * cfg.out_channels, ("embed", None), dtype=cfg.dtype,
-               kernel_init=nn.initializers.zeros_init(), name="proj_out")(h)
-    return unpatchify(h, grid, cfg.patch_size)
+    temb = temb + TimestepEmbedder(cfg.hidden_size, cfg.freq_dim, True, 0.0, name="aug_embed")(aug)
+    return wan.denoise_tokens(cfg, h, temb, context, context_mask, grid, rope)

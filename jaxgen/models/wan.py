@@ -137,39 +137,58 @@ class Wan(nn.Module):
                        "exactly when pooled_text_dim is set")
     if pooled is not None:
       check_shape("pooled", pooled, (b, cfg.pooled_text_dim), "[B, pooled_text_dim]")
-    grid = tuple(s // p for s, p in zip(x.shape[1:4], cfg.patch_size))
-    if max(grid) > cfg.rope_max_seq_len:
-      raise ValueError(f"x has a token grid {list(grid)} (frames, height, width after patching); "
-                       f"each side must be at most rope_max_seq_len={cfg.rope_max_seq_len}")
-    d = cfg.hidden_size
-    rope = tuple(jnp.asarray(r) for r in rope_3d(grid, cfg.head_dim, cfg.rope_theta))
-
-    x = PatchEmbed(cfg.patch_size, d, cfg.dtype, name="patch_embed")(x)
-    if cfg.pos_embed == "sincos":
-      x = x + jnp.asarray(sincos_3d(d, *grid, theta=cfg.rope_theta).reshape(1, -1, d), x.dtype)
-    x = constrain(x, TOKENS)
-    temb = TimestepEmbedder(d, cfg.freq_dim, True, 0.0, name="time_embed")(t)
+    h, grid, rope = embed_patches(cfg, x)
+    temb = TimestepEmbedder(cfg.hidden_size, cfg.freq_dim, True, 0.0, name="time_embed")(t)
     if pooled is not None:
-      temb = temb + PooledTextEmbed(d, name="pooled_text_embed")(pooled)
-    mod = AdaLNSingle(6, d, name="time_proj")(temb)
-    context = CaptionProjection(d, cfg.dtype, name="text_embed")(context.astype(cfg.dtype))
-    context = constrain(context, CONTEXT)
+      temb = temb + PooledTextEmbed(cfg.hidden_size, name="pooled_text_embed")(pooled)
+    return denoise_tokens(cfg, h, temb, context, context_mask, grid, rope)
 
-    blocks = scan_layers(DiTBlock, cfg.num_layers, in_axes=(nn.broadcast,) * 4,
-                         remat_policy=cfg.remat_policy)
-    x, _ = blocks(
-        cfg.num_heads, cfg.head_dim, cfg.ffn_dim, modulation="adaln_single", eps_attn=cfg.eps,
-        eps_mlp=cfg.eps, cross_attention=True, cross_norm=cfg.cross_attn_norm,
-        cross_norm_eps=cfg.eps,
-        qk_norm=cfg.qk_norm, factorized_grid=grid if cfg.attention == "factorized" else None,
-        dtype=cfg.dtype, attention_impl=cfg.attention_impl, name="blocks",
-    )(x, mod, context, context_mask, rope)
 
-    shift, scale = chunks(ScaleShiftTable(2, name="final_table")(temb[:, None]))
-    x = modulate(layer_norm(x, cfg.eps), shift, scale).astype(cfg.dtype)
-    x = Linear(math.prod(cfg.patch_size) * cfg.out_channels, ("embed", None), dtype=cfg.dtype,
-               kernel_init=nn.initializers.zeros_init(), name="proj_out")(x)
-    return unpatchify(x, grid, cfg.patch_size)
+# The two halves of Wan's forward pass, as functions that create their layers in the calling
+# module's compact __call__ (which then holds their params under these names): Wan calls them around
+# its timestep embedding, and modules that add other conditioning to that embedding (the cascade's
+# super-resolution stages, jaxgen.models.superres) reuse them with the same parameter layout.
+
+
+def embed_patches(cfg: WanConfig, x: jax.Array) -> tuple[jax.Array, tuple[int, int, int], tuple]:
+  """x [B, T, H, W, in_channels] -> (tokens [B, N, hidden_size], token grid, RoPE tables)."""
+  grid = tuple(s // p for s, p in zip(x.shape[1:4], cfg.patch_size))
+  if max(grid) > cfg.rope_max_seq_len:
+    raise ValueError(f"x has a token grid {list(grid)} (frames, height, width after patching); "
+                     f"each side must be at most rope_max_seq_len={cfg.rope_max_seq_len}")
+  d = cfg.hidden_size
+  rope = tuple(jnp.asarray(r) for r in rope_3d(grid, cfg.head_dim, cfg.rope_theta))
+  h = PatchEmbed(cfg.patch_size, d, cfg.dtype, name="patch_embed")(x)
+  if cfg.pos_embed == "sincos":
+    h = h + jnp.asarray(sincos_3d(d, *grid, theta=cfg.rope_theta).reshape(1, -1, d), h.dtype)
+  return constrain(h, TOKENS), grid, rope
+
+
+def denoise_tokens(cfg: WanConfig, h: jax.Array, temb: jax.Array, context: jax.Array,
+                   context_mask: jax.Array | None, grid: tuple[int, int, int],
+                   rope: tuple) -> jax.Array:
+  """The blocks and output layer over tokens h [B, N, d], modulated by temb [B, d] and attending to
+  context [B, S, text_dim] -> [B, T, H, W, out_channels]."""
+  d = cfg.hidden_size
+  mod = AdaLNSingle(6, d, name="time_proj")(temb)
+  context = CaptionProjection(d, cfg.dtype, name="text_embed")(context.astype(cfg.dtype))
+  context = constrain(context, CONTEXT)
+
+  blocks = scan_layers(DiTBlock, cfg.num_layers, in_axes=(nn.broadcast,) * 4,
+                       remat_policy=cfg.remat_policy)
+  h, _ = blocks(
+      cfg.num_heads, cfg.head_dim, cfg.ffn_dim, modulation="adaln_single", eps_attn=cfg.eps,
+      eps_mlp=cfg.eps, cross_attention=True, cross_norm=cfg.cross_attn_norm,
+      cross_norm_eps=cfg.eps,
+      qk_norm=cfg.qk_norm, factorized_grid=grid if cfg.attention == "factorized" else None,
+      dtype=cfg.dtype, attention_impl=cfg.attention_impl, name="blocks",
+  )(h, mod, context, context_mask, rope)
+
+  shift, scale = chunks(ScaleShiftTable(2, name="final_table")(temb[:, None]))
+  h = modulate(layer_norm(h, cfg.eps), shift, scale).astype(cfg.dtype)
+  h = Linear(math.prod(cfg.patch_size) * cfg.out_channels, ("embed", None), dtype=cfg.dtype,
+             kernel_init=nn.initializers.zeros_init(), name="proj_out")(h)
+  return unpatchify(h, grid, cfg.patch_size)
 
 
 def convert_params(config: WanConfig, read: Callable[[str], np.ndarray]) -> dict:
