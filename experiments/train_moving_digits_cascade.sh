@@ -8,7 +8,7 @@
 #
 # Resumable like the base script: rerunning continues each training from its latest checkpoint.
 # The stages train on Moving Digits rendered on the fly at their output size and frame rate, so
-# they need no dataset on disk. On a 2-core CPU: about 75 min for TSR (8,000 steps), 20 min for
+# they need no dataset on disk. On a 2-core CPU: about 85 min for TSR (8,000 steps), 20 min for
 # SSR (500 steps).
 set -euo pipefail
 cd "$(dirname "$0")/.."
