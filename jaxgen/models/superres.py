@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxgen.models import wan
-from jaxgen.models.dit_common import check_divisible, check_shape
+from jaxgen.models.dit_common import check_shape
 from jaxgen.models.wan import WanConfig
 from jaxgen.nn.embeddings import TimestepEmbedder
 
@@ -122,10 +122,6 @@ class SuperResDiT(nn.Module):
     check_shape("low", low, x.shape, "the upsampled lower stage, shaped like x")
     check_shape("t", t, (b,), "[B] timesteps")
     check_shape("aug_level", aug_level, (b,), "[B] augmentation levels in [0, 1]")
-    check_shape("context", context, (b, None, cfg.text_dim), "[B, S, text_dim]")
-    if context_mask is not None:
-      check_shape("context_mask", context_mask, context.shape[:2], "[B, S] bool, True = keep")
-    check_divisible("x", x.shape[1:4], cfg.patch_size, "frames, height, width")
     inputs = [x, low.astype(x.dtype)]
     tf = self.config.temporal_factor
     if tf > 1:

@@ -126,11 +126,7 @@ class Wan(nn.Module):
     cfg = self.config
     check_shape("x", x, (None, None, None, None, cfg.in_channels), "[B, T, H, W, in_channels]")
     b = x.shape[0]
-    check_divisible("x", x.shape[1:4], cfg.patch_size, "frames, height, width")
     check_shape("t", t, (b,), "[B] timesteps")
-    check_shape("context", context, (b, None, cfg.text_dim), "[B, S, text_dim]")
-    if context_mask is not None:
-      check_shape("context_mask", context_mask, context.shape[:2], "[B, S] bool, True = keep")
     if (pooled is None) != (cfg.pooled_text_dim is None):
       raise ValueError(f"pooled is {'None' if pooled is None else 'given'} but the config has "
                        f"pooled_text_dim={cfg.pooled_text_dim}; pass pooled [B, pooled_text_dim] "
@@ -152,6 +148,7 @@ class Wan(nn.Module):
 
 def embed_patches(cfg: WanConfig, x: jax.Array) -> tuple[jax.Array, tuple[int, int, int], tuple]:
   """x [B, T, H, W, in_channels] -> (tokens [B, N, hidden_size], token grid, RoPE tables)."""
+  check_divisible("x", x.shape[1:4], cfg.patch_size, "frames, height, width")
   grid = tuple(s // p for s, p in zip(x.shape[1:4], cfg.patch_size))
   if max(grid) > cfg.rope_max_seq_len:
     raise ValueError(f"x has a token grid {list(grid)} (frames, height, width after patching); "
@@ -169,6 +166,9 @@ def denoise_tokens(cfg: WanConfig, h: jax.Array, temb: jax.Array, context: jax.A
                    rope: tuple) -> jax.Array:
   """The blocks and output layer over tokens h [B, N, d], modulated by temb [B, d] and attending to
   context [B, S, text_dim] -> [B, T, H, W, out_channels]."""
+  check_shape("context", context, (h.shape[0], None, cfg.text_dim), "[B, S, text_dim]")
+  if context_mask is not None:
+    check_shape("context_mask", context_mask, context.shape[:2], "[B, S] bool, True = keep")
   d = cfg.hidden_size
   mod = AdaLNSingle(6, d, name="time_proj")(temb)
   context = CaptionProjection(d, cfg.dtype, name="text_embed")(context.astype(cfg.dtype))
