@@ -292,13 +292,21 @@ def test_cli_convert_error_is_for_people(tmp_path, capsys):
 def test_cli_models_lists_every_preset(capsys):
   assert cli.main(["models"]) == 0
   out = capsys.readouterr().out
-  presets, pipelines = out.split("\n\ntext-to-video models")
+  presets, pipelines, stages = out.split("\n\n")
   lines = presets.splitlines()
   assert lines[0].split()[:4] == ["NAME", "FAMILY", "PARAMS", "SOURCE"]
   listed = {line.split()[0] for line in lines[1:]}
   assert set(REQUIRED_PRESETS) <= listed and listed == set(registry.REGISTRY)
   assert "?" not in {line.split()[2] for line in lines[1:]}
-  assert "random-tiny" in pipelines
+  # What `jaxgen generate --model` and `jaxgen eval --model` take, each with its description.
+  rows = {line.split()[0]: line.split(maxsplit=2)[1:] for line in pipelines.splitlines()[1:]}
+  assert {"moving-digits", "moving-digits-cascade", "random-tiny", "random-tiny-cascade"} == set(rows)
+  assert rows["moving-digits"][1].startswith("Moving Digits text-to-video")
+  assert rows["moving-digits-cascade"][1] == (
+      "moving-digits -> moving-digits-tsr -> moving-digits-ssr")
+  rows = {line.split()[0]: line.split(maxsplit=2)[1:] for line in stages.splitlines()[1:]}
+  assert set(rows) == {"moving-digits-tsr", "moving-digits-ssr"}
+  assert rows["moving-digits-tsr"][1].startswith("Moving Digits TSR")
 
 
 # --- registry -----------------------------------------------------------------------------------

@@ -200,6 +200,16 @@ def cascade_names() -> list[str]:
   return sorted(CASCADES) + [RANDOM_TINY_CASCADE]
 
 
+def shipped_stages() -> list[str]:
+  """Stage bundles installed with the package (package data under jaxgen/zoo/weights/)."""
+  from jaxgen.pipelines import load  # pylint: disable=g-import-not-at-top
+
+  if not os.path.isdir(load.WEIGHTS_DIR):
+    return []
+  return sorted(n for n in os.listdir(load.WEIGHTS_DIR)
+                if os.path.isfile(os.path.join(load.WEIGHTS_DIR, n, META_FILE)))
+
+
 def stage_dir(model: str) -> str | None:
   """The stage bundle `model` names (a shipped stage, e.g. moving-digits-tsr, or a directory
   holding stage.json), or None when it names none."""

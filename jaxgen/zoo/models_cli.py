@@ -43,14 +43,20 @@ def run(args: argparse.Namespace) -> int:
   for r in table:
     print("  ".join(c.ljust(w) for c, w in zip(r[:3], widths)) + "  " + r[3])
   if args.family is None:
-    print("\ntext-to-video models for `jaxgen generate --model NAME`:")
-    for name, count, description in pipelines():
-      print(f"  {name.ljust(widths[0])}  {count.ljust(8)}  {description}")
+    sections = (("text-to-video models and cascades for `jaxgen generate --model NAME`",
+                 pipelines()),
+                ("cascade stages for `jaxgen eval --model NAME` and "
+                 "`jaxgen train --config.init_from=NAME`", stages()))
+    width = max(len(name) for _, section in sections for name, _, _ in section)
+    for title, section in sections:
+      print(f"\n{title}:")
+      for name, count, description in section:
+        print(f"  {name.ljust(width)}  {count.ljust(8)}  {description}")
   return 0
 
 
-def pipelines() -> list[tuple[str, str, str]]:
-  """(name, params, description) of the shipped text-to-video bundles, and random-tiny."""
+def _shipped(name: str, meta_file: str) -> tuple[int, str]:
+  """(parameter count, description) of a shipped bundle, read without loading its weights."""
   import json
   import math
   import os
@@ -59,13 +65,38 @@ def pipelines() -> list[tuple[str, str, str]]:
 
   from jaxgen.pipelines import load
 
+  path = os.path.join(load.WEIGHTS_DIR, name)
+  with safe_open(os.path.join(path, "params.safetensors"), "np") as f:
+    count = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+  with open(os.path.join(path, meta_file)) as f:
+    description = json.load(f)["config"]["fields"].get("description", "")
+  return count, description
+
+
+def pipelines() -> list[tuple[str, str, str]]:
+  """(name, params, description) of the shipped text-to-video bundles and cascades, and the
+  randomly initialised tiny ones."""
+  from jaxgen.pipelines import bundle, cascade, load
+
   out = []
   for name in load.shipped_models():
-    path = os.path.join(load.WEIGHTS_DIR, name)
-    with safe_open(os.path.join(path, "params.safetensors"), "np") as f:
-      count = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
-    with open(os.path.join(path, "model.json")) as f:
-      description = json.load(f)["config"].get("description", "")
+    count, description = _shipped(name, bundle.META_FILE)
     out.append((name, format_count(count), description))
+  stages = cascade.shipped_stages()
+  for name, (base, names) in sorted(cascade.CASCADES.items()):
+    if base in load.shipped_models() and set(names) <= set(stages):
+      count = sum(_shipped(n, cascade.META_FILE)[0] for n in names) + _shipped(
+          base, bundle.META_FILE)[0]
+      out.append((name, format_count(count), " -> ".join((base,) + names)))
   out.append((load.RANDOM_TINY, "", "randomly initialised, built in memory; for tests and smoke runs"))
+  out.append((cascade.RANDOM_TINY_CASCADE, "", "random-tiny with two random tiny stages (TSR, SSR)"))
   return out
+
+
+def stages() -> list[tuple[str, str, str]]:
+  """(name, params, description) of the shipped cascade stages."""
+  from jaxgen.pipelines import cascade
+
+  return [(name, format_count(count), description)
+          for name in cascade.shipped_stages()
+          for count, description in [_shipped(name, cascade.META_FILE)]]
