@@ -316,3 +316,31 @@ def test_stage_task_trains_and_samples(name):
   assert float(jnp.abs(grads["transformer"]["proj_out"]["kernel"]).sum()) > 0
   samples = jax.jit(task.samples)(params, batch, jax.random.key(2))
   assert samples.shape == (3,) + x0.shape and samples.dtype == jnp.uint8
+
+
+def test_init_from_a_stage_bundle_fine_tunes_its_weights(tmp_path):
+  """`jaxgen train --config.init_from=STAGE` (a stage bundle directory or a shipped stage):
+  its weights start the run as params and EMA params."""
+  from jaxgen.train import config_lib
+  from jaxgen.train import loop
+  from jaxgen.train.tasks.superres import SuperResTask
+  configs = os.path.join(os.path.dirname(__file__), os.pardir, "experiments", "configs")
+  config = config_lib.load(os.path.join(configs, "moving_digits_ssr.py:runlocal"))
+  config.dit.num_layers = 1
+  config.num_samples = 0
+  config.mesh.data = 1
+  first = loop.train(config, str(tmp_path / "first"), task=SuperResTask(config), progress=False,
+                     stop_at=0)["state"]
+  params = jax.tree.map(lambda x: np.asarray(x) + 1.0, first.params)  # unlike a fresh init
+  task = SuperResTask(config)
+  config.init_from = cascade_lib.save_stage(tmp_path / "stage", task.stage, params, task.tokenizer)
+  state = loop.train(config, str(tmp_path / "run"), task=task, progress=False, stop_at=0)["state"]
+  for got in (state.params, state.ema_params):
+    jax.tree.map(np.testing.assert_array_equal, jax.tree.map(np.asarray, got), params)
+  # A shipped stage of another shape is named in the error, not a bare shape mismatch.
+  config.init_from = "moving-digits-ssr"
+  with pytest.raises(ValueError, match=r"init_from='moving-digits-ssr': param .* has shape"):
+    loop.train(config, str(tmp_path / "shipped"), task=task, progress=False, stop_at=0)
+  config.init_from = str(tmp_path / "nothing")
+  with pytest.raises(ValueError, match=r"a stage bundle directory .*moving-digits-tsr"):
+    loop.train(config, str(tmp_path / "missing"), task=task, progress=False, stop_at=0)

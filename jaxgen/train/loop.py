@@ -185,25 +185,30 @@ def _init_from(source: str, state: state_lib.TrainState, shardings,
                fresh: frozenset[str] = frozenset()) -> state_lib.TrainState:
   """`state` with the weights of `source`, the step and optimizer state afresh: stage-wise
   training (images first, then videos, as Open-Sora and Wan train) from a `jaxgen train` workdir
-  (its latest checkpoint's params and EMA params), or fine-tuning a text-to-video bundle (a
-  directory, or a shipped model such as `moving-digits`; its weights as both). `frozen` params
+  (its latest checkpoint's params and EMA params), or fine-tuning a text-to-video or cascade stage
+  bundle (a directory, or a shipped model such as `moving-digits` or `moving-digits-tsr`; its
+  weights as both). `frozen` params
   take the source's EMA weights, the ones it ships: e.g. a VAE encoder whose latents a DiT
   learnt, kept while the decoder is fine-tuned. `fresh` params (config.init_fresh) keep their
   initialisation instead: e.g. a noise-level expert given a new patch size for the next stage."""
   # Imported here: the zoo's loaders import the model families, bundles the pipelines.
-  from jaxgen.pipelines import bundle, load
+  from jaxgen.pipelines import bundle, cascade, load
   from jaxgen.zoo.checkpoint import check_params
-  path = os.path.expanduser(load.bundle_dir(source))
-  if os.path.isfile(os.path.join(path, bundle.META_FILE)):
+  path = os.path.expanduser(cascade.stage_dir(source) or load.bundle_dir(source))
+  if os.path.isfile(os.path.join(path, cascade.META_FILE)):
+    _, weights = cascade.load_stage(path)
+    params = ema_params = weights
+  elif os.path.isfile(os.path.join(path, bundle.META_FILE)):
     _, weights, _ = bundle.load_bundle(path)
     params = ema_params = {k: v for k, v in weights.items() if k in state.params}  # not the VAE
   else:
     try:
       restored = ckpt_lib.restore_state(path, argument="init_from")
     except ValueError as e:
+      shipped = load.shipped_models() + cascade.shipped_stages()
       raise ValueError(f"{e}, a text-to-video bundle directory (model.json, params.safetensors, "
-                       f"tokenizer/) or a shipped model ({', '.join(load.shipped_models())})"
-                       ) from None
+                       f"tokenizer/), a stage bundle directory (stage.json, ...) or a shipped "
+                       f"model ({', '.join(shipped)})") from None
     params, ema_params = restored["params"], restored["ema_params"]
     params = {k: ema_params[k] if k in frozen else v for k, v in params.items()}
   unknown = sorted(fresh - set(state.params))
