@@ -2,9 +2,9 @@ r"""Image pretraining of the Moving Digits text-to-video model (stage-wise train
 and Wan train): the same text encoder and DiTs on images only, each example its video's first
 latent frame (which the causal VAE encodes by itself), a ninth of a video's tokens.
 
-Videos alone did not teach the DiTs the digit words (README). Stage 1 starts on one-digit images;
-stages 2 and 3 continue on all images, each with a fresh schedule (stage 3's state is committed in
-experiments/resume/moving-digits-t2i, a bundle `init_from` reads):
+Videos alone did not teach the DiTs the digit words (experiments/NOTES.md). Stage 1 starts on
+one-digit images; stages 2 and 3 continue on all images, each with a fresh schedule (stage 3's
+state is committed in experiments/resume/moving-digits-t2i, a bundle `init_from` reads):
 
   jaxgen train --config experiments/configs/moving_digits_t2i.py --workdir ~/jaxgen/runs/t2i \
     --config.num_steps=4500 --config.curriculum_steps=1500

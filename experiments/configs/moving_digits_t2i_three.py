@@ -1,7 +1,7 @@
 r"""A faster start on the digit words: image pretraining with three noise-level experts, the text
 encoder trained through the middle one (t in [0.4, 0.8)) alone, 1x1 patches, one-digit images.
 
-Why: the digit is decided between t = 0.4 and 0.8 (README). Minute-scale probes
+Why: the digit is decided between t = 0.4 and 0.8 (experiments/NOTES.md). Minute-scale probes
 (interval_probe.py --images --t-min 0.4 --t-max 0.8) learnt the digit words there, while every
 two- and three-expert image run left them unused after 2,500 steps: in those the text encoder
 learnt through every expert. Trained through the middle expert alone, it made this run's loss rise
@@ -14,7 +14,7 @@ images (2,500 steps of moving_digits_t2i.py: 11%, chance); 1,000 more on all ima
 (--config.init_from=~/jaxgen/runs/t2i_three --config.num_steps=1000 --config.curriculum_steps=0,
 14 min) 37.2% of all (two-digit: 21.4%). Its encoder has not learnt the direction words, which the
 high-noise expert reads; 1,300 steps of videos from it (67 min) did not teach them either, at 8
-videos per expert (direction 11.2% of 128 videos, digit 31.0%; README; the last command below,
+videos per expert (direction 11.2% of 128 videos, digit 31.0%; experiments/NOTES.md; the last command below,
 stopped at step 1,300); moving_digits_t2v_fast.py goes on from there.
 
   jaxgen train --config experiments/configs/moving_digits_t2i_three.py \
