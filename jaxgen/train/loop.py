@@ -150,6 +150,11 @@ def train(config: ml_collections.ConfigDict, workdir: str, task: Any | None = No
   with jax.set_mesh(mesh), _StopFlag() as flag:
     for step, batch in loader(start, end - start):
       state, metrics = step_fn(state, batch)
+      # Async dispatch would let this loop run up to log_every steps ahead of the device, each
+      # holding its batch there, and a stop request would wait for all of them: keep one step in
+      # flight, so SIGTERM (a preemption's short notice) is served within a step or two.
+      if window:
+        jax.block_until_ready(window[-1])
       window.append(metrics)
       done = step + 1
       if done % config.log_every == 0 or done == end:
