@@ -192,9 +192,8 @@ def _init_from(source: str, state: state_lib.TrainState, shardings,
   training (images first, then videos, as Open-Sora and Wan train) from a `jaxgen train` workdir
   (its latest checkpoint's params and EMA params), or fine-tuning a text-to-video or cascade stage
   bundle (a directory, or a shipped model such as `moving-digits` or `moving-digits-tsr`; its
-  weights as both). `frozen` params
-  take the source's EMA weights, the ones it ships: e.g. a VAE encoder whose latents a DiT
-  learnt, kept while the decoder is fine-tuned. `fresh` params (config.init_fresh) keep their
+  weights as both). `frozen` params take the source's EMA weights, the ones it ships: e.g. a VAE
+  encoder whose latents a DiT learnt, kept while the decoder is fine-tuned. `fresh` params (config.init_fresh) keep their
   initialisation instead: e.g. a noise-level expert given a new patch size for the next stage."""
   # Imported here: the zoo's loaders import the model families, bundles the pipelines.
   from jaxgen.pipelines import bundle, cascade, load
