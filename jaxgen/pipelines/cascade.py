@@ -200,14 +200,12 @@ def cascade_names() -> list[str]:
   return sorted(CASCADES) + [RANDOM_TINY_CASCADE]
 
 
-def shipped_stages() -> list[str]:
-  """Stage bundles installed with the package (package data under jaxgen/zoo/weights/)."""
+def shipped_cascades() -> list[str]:
+  """The named cascades whose base model and stages are all installed with the package."""
   from jaxgen.pipelines import load  # pylint: disable=g-import-not-at-top
 
-  if not os.path.isdir(load.WEIGHTS_DIR):
-    return []
-  return sorted(n for n in os.listdir(load.WEIGHTS_DIR)
-                if os.path.isfile(os.path.join(load.WEIGHTS_DIR, n, META_FILE)))
+  installed = set(load.shipped_models()) | set(load.shipped_models(META_FILE))
+  return sorted(n for n, (base, stages) in CASCADES.items() if {base, *stages} <= installed)
 
 
 def stage_dir(model: str) -> str | None:
@@ -235,11 +233,9 @@ def load_cascade(name: str) -> tuple[Cascade, str | None]:
   note = None
   if name in CASCADES:
     base_name, stage_names = CASCADES[name]
-    shipped = load.shipped_models()
-    dirs = [os.path.join(load.WEIGHTS_DIR, s) for s in stage_names]
-    if base_name in shipped and all(os.path.isfile(os.path.join(d, META_FILE)) for d in dirs):
+    if name in shipped_cascades():
       base, _ = load.load_pipeline(base_name)
-      stages = [load_stage(d) for d in dirs]
+      stages = [load_stage(os.path.join(load.WEIGHTS_DIR, s)) for s in stage_names]
       config = CascadeConfig(tuple(s for s, _ in stages))
       return Cascade(config, base, [p for _, p in stages]), None
     note = (f"the trained {name!r} stages are not installed; this runs the real cascade on "

@@ -11,11 +11,13 @@ DEFAULT_MODEL = "moving-digits"
 RANDOM_TINY = "random-tiny"
 
 
-def shipped_models() -> list[str]:
-  """Bundles installed with the package (package data under jaxgen/zoo/weights/)."""
+def shipped_models(meta_file: str = "model.json") -> list[str]:
+  """Bundles installed with the package (package data under jaxgen/zoo/weights/): text-to-video
+  bundles, or with meta_file="stage.json" cascade stages."""
   if not os.path.isdir(WEIGHTS_DIR):
     return []
-  return sorted(n for n in os.listdir(WEIGHTS_DIR) if os.path.isfile(os.path.join(WEIGHTS_DIR, n, "model.json")))
+  return sorted(n for n in os.listdir(WEIGHTS_DIR)
+                if os.path.isfile(os.path.join(WEIGHTS_DIR, n, meta_file)))
 
 
 def load_pipeline(model: str | None = None):

@@ -193,8 +193,9 @@ def _init_from(source: str, state: state_lib.TrainState, shardings,
   (its latest checkpoint's params and EMA params), or fine-tuning a text-to-video or cascade stage
   bundle (a directory, or a shipped model such as `moving-digits` or `moving-digits-tsr`; its
   weights as both). `frozen` params take the source's EMA weights, the ones it ships: e.g. a VAE
-  encoder whose latents a DiT learnt, kept while the decoder is fine-tuned. `fresh` params (config.init_fresh) keep their
-  initialisation instead: e.g. a noise-level expert given a new patch size for the next stage."""
+  encoder whose latents a DiT learnt, kept while the decoder is fine-tuned. `fresh` params
+  (config.init_fresh) keep their initialisation instead: e.g. a noise-level expert given a new
+  patch size for the next stage."""
   # Imported here: the zoo's loaders import the model families, bundles the pipelines.
   from jaxgen.pipelines import bundle, cascade, load
   from jaxgen.zoo.checkpoint import check_params
@@ -209,7 +210,7 @@ def _init_from(source: str, state: state_lib.TrainState, shardings,
     try:
       restored = ckpt_lib.restore_state(path, argument="init_from")
     except ValueError as e:
-      shipped = load.shipped_models() + cascade.shipped_stages()
+      shipped = load.shipped_models() + load.shipped_models(cascade.META_FILE)
       raise ValueError(f"{e}, a text-to-video bundle directory (model.json, params.safetensors, "
                        f"tokenizer/), a stage bundle directory (stage.json, ...) or a shipped "
                        f"model ({', '.join(shipped)})") from None

@@ -78,25 +78,22 @@ def pipelines() -> list[tuple[str, str, str]]:
   randomly initialised tiny ones."""
   from jaxgen.pipelines import bundle, cascade, load
 
-  out = []
-  for name in load.shipped_models():
-    count, description = _shipped(name, bundle.META_FILE)
-    out.append((name, format_count(count), description))
-  stages = cascade.shipped_stages()
-  for name, (base, names) in sorted(cascade.CASCADES.items()):
-    if base in load.shipped_models() and set(names) <= set(stages):
-      count = sum(_shipped(n, cascade.META_FILE)[0] for n in names) + _shipped(
-          base, bundle.META_FILE)[0]
-      out.append((name, format_count(count), " -> ".join((base,) + names)))
+  models = {name: _shipped(name, bundle.META_FILE) for name in load.shipped_models()}
+  out = [(name, format_count(count), description) for name, (count, description) in models.items()]
+  for name in cascade.shipped_cascades():
+    base, stages = cascade.CASCADES[name]
+    count = models[base][0] + sum(_shipped(s, cascade.META_FILE)[0] for s in stages)
+    out.append((name, format_count(count), " -> ".join((base,) + stages)))
   out.append((load.RANDOM_TINY, "", "randomly initialised, built in memory; for tests and smoke runs"))
-  out.append((cascade.RANDOM_TINY_CASCADE, "", "random-tiny with two random tiny stages (TSR, SSR)"))
+  out.append((cascade.RANDOM_TINY_CASCADE, "",
+              "random-tiny with two random tiny stages (TSR, SSR)"))
   return out
 
 
 def stages() -> list[tuple[str, str, str]]:
   """(name, params, description) of the shipped cascade stages."""
-  from jaxgen.pipelines import cascade
+  from jaxgen.pipelines import cascade, load
 
   return [(name, format_count(count), description)
-          for name in cascade.shipped_stages()
+          for name in load.shipped_models(cascade.META_FILE)
           for count, description in [_shipped(name, cascade.META_FILE)]]
