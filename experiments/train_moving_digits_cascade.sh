@@ -12,6 +12,7 @@
 # SSR (500 steps).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source experiments/use_tcmalloc.sh  # 1.36x the steps/s on 2 CPU cores (bench_malloc.py)
 RUNS="${1:-$HOME/jaxgen/runs}"
 CONFIGS=experiments/configs
 WEIGHTS=jaxgen/zoo/weights

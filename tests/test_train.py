@@ -168,6 +168,15 @@ def test_cli_print_config_with_overrides(capsys):
   assert cli.main(["train", "--config", "missing.py", "--workdir", "w"]) == 2
 
 
+def test_cli_suggests_tcmalloc_on_the_cpu_only_without_it():
+  from jaxgen.train import cli as train_cli
+  glibc = "7f00-7f01 r-xp 0 08:01 1 /usr/lib/x86_64-linux-gnu/libc.so.6\n"
+  tcmalloc = glibc + "7f02-7f03 r-xp 0 08:01 2 /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4\n"
+  assert "LD_PRELOAD=libtcmalloc_minimal.so.4" in train_cli.tcmalloc_hint("cpu", glibc)
+  assert train_cli.tcmalloc_hint("cpu", tcmalloc) is None
+  assert train_cli.tcmalloc_hint("gpu", glibc) is None
+
+
 @pytest.mark.parametrize("name", sorted(f for f in os.listdir(CONFIGS)
                                         if f.startswith("moving_digits") and f.endswith(".py")))
 @pytest.mark.parametrize("arg", ["", "runlocal"])
