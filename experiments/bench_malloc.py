@@ -41,12 +41,14 @@ def train_run(config: str, steps: int, preload: str | None) -> dict:
   log_every = max(steps // 3, 1)
   before = resource.getrusage(resource.RUSAGE_CHILDREN)
   with tempfile.TemporaryDirectory() as workdir:
-    subprocess.run(
+    run = subprocess.run(
         [sys.executable, "-m", "jaxgen", "train", "--config", config, "--workdir", workdir,
          f"--config.num_steps={steps}", f"--config.log_every={log_every}",
          f"--config.checkpoint_every={10 * steps}", "--config.num_samples=0"],
-        check=True, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        text=True)
+        env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if run.returncode:
+      raise RuntimeError(f"jaxgen train --config {config} (LD_PRELOAD={preload}) exited "
+                         f"{run.returncode}:\n{run.stderr[-3000:]}")
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
       rows = [json.loads(line) for line in f]
   after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -67,6 +69,8 @@ def main(argv=None) -> int:
   if args.steps < 3 or args.rounds < 1:
     raise ValueError(f"--steps={args.steps}, --rounds={args.rounds}: expected --steps >= 3 (a "
                      f"window after the compiling one) and --rounds >= 1")
+  path, sep, arg = args.config.partition(":")  # FILE.py[:ARG], as jaxgen train takes it
+  config = os.path.abspath(path) + sep + arg  # the runs start in the repository
   tcmalloc = args.tcmalloc or installed_tcmalloc()
   if tcmalloc is None or not os.path.exists(tcmalloc):
     raise FileNotFoundError(f"--tcmalloc={tcmalloc!r}: no such library; install it "
@@ -74,7 +78,7 @@ def main(argv=None) -> int:
   runs = {"glibc": [], "tcmalloc": []}
   for _ in range(args.rounds):
     for name, preload in (("glibc", None), ("tcmalloc", tcmalloc)):
-      runs[name].append(train_run(args.config, args.steps, preload))
+      runs[name].append(train_run(config, args.steps, preload))
       print(name, json.dumps(runs[name][-1]), file=sys.stderr)
   mean = {name: sum(r["steps_per_s"] for r in rs) / len(rs) for name, rs in runs.items()}
   result = {"config": args.config, "steps": args.steps, "tcmalloc": tcmalloc,
