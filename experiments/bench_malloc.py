@@ -25,19 +25,22 @@ import tempfile
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def environment(preload: str | None) -> dict[str, str]:
+  """This process's environment with LD_PRELOAD set to `preload` alone (None: unset)."""
+  env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+  return env | ({"LD_PRELOAD": preload} if preload else {})
+
+
 def installed_tcmalloc() -> str | None:
   """The library experiments/use_tcmalloc.sh preloads, or None where there is none."""
-  env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
   found = subprocess.run(["bash", "-c", '. experiments/use_tcmalloc.sh; printf %s "$LD_PRELOAD"'],
-                         env=env, cwd=REPO, check=True, capture_output=True, text=True).stdout
+                         env=environment(None), cwd=REPO, check=True, capture_output=True,
+                         text=True).stdout
   return found or None
 
 
 def train_run(config: str, steps: int, preload: str | None) -> dict:
   """One `jaxgen train` of `steps` steps in a fresh workdir: its speed and what it cost the OS."""
-  env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
-  if preload:
-    env["LD_PRELOAD"] = preload
   log_every = max(steps // 3, 1)
   before = resource.getrusage(resource.RUSAGE_CHILDREN)
   with tempfile.TemporaryDirectory() as workdir:
@@ -45,7 +48,8 @@ def train_run(config: str, steps: int, preload: str | None) -> dict:
         [sys.executable, "-m", "jaxgen", "train", "--config", config, "--workdir", workdir,
          f"--config.num_steps={steps}", f"--config.log_every={log_every}",
          f"--config.checkpoint_every={10 * steps}", "--config.num_samples=0"],
-        env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        env=environment(preload), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True)
     if run.returncode:
       raise RuntimeError(f"jaxgen train --config {config} (LD_PRELOAD={preload}) exited "
                          f"{run.returncode}:\n{run.stderr[-3000:]}")

@@ -46,7 +46,7 @@ def tcmalloc_hint(backend: str, maps: str) -> str | None:
   """
   if backend != "cpu" or "tcmalloc" in maps:
     return None
-  return ("jaxgen train: on the CPU, steps can run ~1.35x as fast under tcmalloc: "
+  return ("jaxgen train: on the CPU, steps can run up to ~1.36x as fast under tcmalloc: "
           "LD_PRELOAD=libtcmalloc_minimal.so.4 jaxgen train ... "
           "(Debian/Ubuntu: apt install libtcmalloc-minimal4)")
 
