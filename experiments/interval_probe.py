@@ -2,13 +2,15 @@ r"""Can the text-to-video DiT learn the caption at a range of noise levels? Trai
 Digits t2v model (fresh, text encoder included) on levels t in [--t-min, --t-max] only, without caption
 dropout and (unless --frame-masks) without frame masks, and every 100 steps prints
 experiments/caption_sensitivity.py's swap figures at t = --levels on 64 held-back one-digit
-videos.
+videos; with --two-digit, also the binding figures (caption_sensitivity.PAIR_SWAPS: the two
+digits, or colours, exchanged between the phrases) on 64 held-back two-digit ones.
 
 It separates what the caption is worth from how the levels are mixed: trained on [0.9, 1], the
 DiT learns the direction and place words within a few hundred steps; over all levels it does not.
 
   PYTHONPATH=. python experiments/interval_probe.py --t-min 0.8 [--t-max 1] --steps 300 \
     [--two-digit [--one-digit-steps 300]] [--frame-masks] [--images] \
+    [--init-from RUN_OR_BUNDLE --expert transformer_2] \
     --config.vae.workdir=$HOME/jaxgen/runs/vae --config.vae.latents_dir=$HOME/jaxgen/runs/vae/latents
 """
 
@@ -31,6 +33,7 @@ from jaxgen.train import config_lib  # noqa: E402
 from jaxgen.train import masks  # noqa: E402
 from jaxgen.train import optim  # noqa: E402
 from jaxgen.train.tasks.t2v import T2VTask  # noqa: E402
+from jaxgen.zoo.checkpoint import check_params  # noqa: E402
 
 CONFIG = os.path.join(os.path.dirname(__file__), "configs", "moving_digits_t2v.py")
 NUM_EVAL = 64
@@ -50,6 +53,10 @@ def main():
                       help="train and judge on each video's first latent frame alone, as images")
   parser.add_argument("--one-digit-steps", type=int, default=0,
                       help="with --two-digit: one-digit videos only for this many steps first")
+  parser.add_argument("--init-from",
+                      help="start from this run's or bundle's text encoder and its --expert")
+  parser.add_argument("--expert", default="transformer",
+                      help="with --init-from: the expert whose weights the probe's DiT takes")
   rest, overrides = config_lib.split_overrides(sys.argv[1:])
   args = parser.parse_args(rest)
   if args.images and args.frame_masks:
@@ -63,10 +70,14 @@ def main():
   task = T2VTask(config)
   task.data_source("train")  # encodes the latents on first use
 
-  eval_index, eval_attrs = cs.single_object_examples(config.seed, NUM_EVAL)
-  one_digit = np.setdiff1d(cs.single_object_examples(config.seed, config.data.train_size // 3)[0],
-                           eval_index)
-  pool = (np.setdiff1d(np.arange(config.data.train_size), eval_index) if args.two_digit
+  # Held back: one-digit examples for the word swaps; with --two-digit, two-digit ones for the
+  # exchanges that show binding (caption_sensitivity.PAIR_SWAPS).
+  evals = [cs.examples(config.seed, NUM_EVAL) + (cs.SWAPS,)]
+  if args.two_digit:
+    evals.append(cs.examples(config.seed, NUM_EVAL, 2) + (cs.PAIR_SWAPS,))
+  held_back = np.concatenate([index for index, _, _ in evals])
+  one_digit = np.setdiff1d(cs.examples(config.seed, config.data.train_size // 3)[0], held_back)
+  pool = (np.setdiff1d(np.arange(config.data.train_size), held_back) if args.two_digit
           else one_digit)
   cache = np.load(os.path.join(task.cache_dir, "train.npz"))["mean"]
   cache = cache[:, :1] if args.images else cache
@@ -80,8 +91,16 @@ def main():
 
   # Training captions are the dataset's own (every template, regions named half of the time).
   ids, mask = tokenize(md.example(config.seed, "train", int(i))["caption"] for i in pool)
-  x0_eval = latents(eval_index)
-  params = nn.unbox(task.init(jax.random.key(0), {"input_ids": ids[:1], "latents": x0_eval[:1]}))
+  params = nn.unbox(task.init(jax.random.key(0), {"input_ids": ids[:1],
+                                                   "latents": latents(pool[:1])}))
+  if args.init_from:
+    source = cs.restore(args.init_from, "ema_params")
+    if args.expert not in source:
+      parser.error(f"--expert={args.expert!r}: {args.init_from} has "
+                   f"{sorted(k for k in source if k != 'text_encoder')}")
+    source = {"text_encoder": source["text_encoder"], "transformer": source[args.expert]}
+    check_params(source, params, f"--init-from={args.init_from!r} --expert={args.expert!r}")
+    params = jax.tree.map(jnp.asarray, source)
   tx = optim.optimizer(config.optim)
   opt_state = tx.init(params)
 
@@ -106,15 +125,19 @@ def main():
     updates, opt_state = tx.update(grads, opt_state, params)
     return jax.tree.map(jnp.add, params, updates), opt_state, value
 
-  eps_eval = jax.random.normal(jax.random.key(1), x0_eval.shape)
-  eval_loss = jax.jit(lambda p, i, m, t: loss(p, x0_eval, i, m, jnp.full(x0_eval.shape[:1], t),
-                                              eps_eval, jnp.zeros(x0_eval.shape[:2])))
+  eval_loss = jax.jit(lambda p, x0, i, m, t: loss(
+      p, x0, i, m, jnp.full(x0.shape[:1], t), jax.random.normal(jax.random.key(1), x0.shape),
+      jnp.zeros(x0.shape[:2])))
+  evals = [(attrs, latents(index), swaps) for index, attrs, swaps in evals]
 
   def swaps(t):
-    true, changes = cs.swap_changes(task, eval_attrs, lambda i, m: eval_loss(params, i, m, t))
-    return f"t={t} loss {true:.3f} " + " ".join(
-        f"{name.split()[0]} {v:+.1f}%" for name, v in changes.items()
-        if name != "location (left out)")
+    figures = []
+    for attrs, x0, pair_swaps in evals:
+      true, changes = cs.swap_changes(task, attrs, lambda i, m: eval_loss(params, x0, i, m, t),
+                                      pair_swaps)
+      figures += [f"loss {true:.3f}"] + [f"{name} {v:+.1f}%" for name, v in changes.items()
+                  if name != "location (left out)"]
+    return f"t={t} " + " ".join(figures)
 
   rng, key, start = np.random.default_rng(0), jax.random.key(2), time.time()
   first = np.flatnonzero(np.isin(pool, one_digit))  # rows of one-digit videos
