@@ -132,6 +132,22 @@ def test_clip_bidirectional_sees_the_words_after():
     np.testing.assert_array_equal(padded[:, :5], states[:, :5])
 
 
+def test_clip_local_attention_reaches_layers_times_window():
+  """attention_window=1, two layers: a word reaches the states two positions away, not three."""
+  cfg = clip_text.CLIPTextConfig(vocab_size=20, hidden_size=16, intermediate_size=32, num_layers=2,
+                                 num_heads=2, max_length=8, eos_token_id=3, causal=False,
+                                 attention_window=1)
+  ids = jnp.array([[1, 5, 6, 7, 8, 9, 3, 0], [1, 5, 6, 7, 8, 4, 3, 0]])  # differ at position 5
+  model = clip_text.CLIPTextModel(cfg)
+  params = model.init(jax.random.key(0), ids)["params"]
+  states, _ = model.apply({"params": params}, ids, ids != 0)
+  change = jnp.abs(states[0] - states[1]).max(-1)
+  np.testing.assert_array_equal(change[:3], 0)
+  assert (change[3:7] > 1e-3).all()
+  with pytest.raises(ValueError, match=r"attention_window=0; expected a positive int"):
+    clip_text.CLIPTextConfig(attention_window=0)
+
+
 @pytest.mark.parametrize("num_buckets,max_distance", [(32, 128), (8, 12), (64, 256)])
 def test_relative_position_buckets_match_reference(num_buckets, max_distance):
   from transformers.models.t5.modeling_t5 import T5Attention

@@ -55,6 +55,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.text.num_layers = 1 if runlocal else 2
   c.text.num_heads = 2 if runlocal else 4
   c.text.causal = True  # CLIP's causal attention (CLIPTextConfig.causal)
+  c.text.window = None  # CLIPTextConfig.attention_window: local attention, e.g. 2
 
   c.dit = ml_collections.ConfigDict()
   c.dit.patch_size = (1, 2, 2)

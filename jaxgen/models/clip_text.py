@@ -44,6 +44,11 @@ class CLIPTextConfig:
   # "the digit 5 slides down, in orange" the 5 never learns its colour. False: each token attends
   # to the whole caption, as in T5's encoder (Imagen's, PixArt's and Wan's text encoder).
   causal: bool = True
+  # Local attention (Longformer's sliding window): a token attends only to tokens at most this
+  # many positions away; None: to the whole caption. From initialisation each word's state then
+  # mixes the words of its own phrase, not the other's ("a red 3 ... and a blue 7": the 3 carries
+  # red, the 7 blue), which a DiT can bind to what it draws before the encoder has learnt to.
+  attention_window: int | None = None
 
   def __post_init__(self):
     if self.hidden_size % self.num_heads:
@@ -52,6 +57,10 @@ class CLIPTextConfig:
     if self.hidden_act not in ACTIVATIONS:
       raise ValueError(f"hidden_act={self.hidden_act!r}; expected one of {sorted(ACTIVATIONS)}")
     scan.check_remat_policy(self.remat_policy)
+    if self.attention_window is not None and (
+        not isinstance(self.attention_window, int) or self.attention_window < 1):
+      raise ValueError(f"attention_window={self.attention_window!r}; expected a positive int "
+                       f"(the farthest position a token attends to) or None")
 
   @property
   def head_dim(self) -> int:
@@ -153,6 +162,10 @@ class CLIPTextModel(nn.Module):
     x = nn.with_logical_constraint(tokens + positions[None], ("batch", "length", "embed"))
 
     mask = None if attention_mask is None else attention_mask.astype(bool)[:, None, None, :]
+    if cfg.attention_window is not None:
+      distance = jnp.abs(jnp.arange(length)[:, None] - jnp.arange(length)[None, :])
+      band = (distance <= cfg.attention_window)[None, None]
+      mask = band if mask is None else mask & band
     layers = scan.scan_layers(CLIPEncoderLayer, cfg.num_layers, (nn.broadcast,), cfg.remat_policy)
     x, _ = layers(cfg, name="layers")(x, mask)
     x = _layer_norm(cfg, "final_layer_norm")(x)

@@ -60,7 +60,7 @@ def model_config(config: ml_collections.ConfigDict, tokenizer: Any, dtype: Any =
       vocab_size=len(tokenizer), hidden_size=t.width, intermediate_size=t.mlp_dim,
       num_layers=t.num_layers, num_heads=t.num_heads, max_length=vocab.MAX_LENGTH,
       hidden_act="gelu", eos_token_id=tokenizer.eos_token_id, dtype=dtype,
-      causal=t.get("causal", True))
+      causal=t.get("causal", True), attention_window=t.get("window"))
   transformer = WanConfig(
       patch_size=tuple(d.patch_size), in_channels=2 * z + 1, out_channels=z,
       num_layers=d.num_layers, num_heads=d.num_heads, head_dim=d.head_dim, ffn_dim=d.ffn_dim,
