@@ -72,10 +72,10 @@ def main():
 
   # Held back: one-digit examples for the word swaps; with --two-digit, two-digit ones for the
   # exchanges that show binding (caption_sensitivity.PAIR_SWAPS).
-  evals = [cs.examples(config.seed, NUM_EVAL) + (cs.SWAPS,)]
+  held = [cs.examples(config.seed, NUM_EVAL) + (cs.SWAPS,)]
   if args.two_digit:
-    evals.append(cs.examples(config.seed, NUM_EVAL, 2) + (cs.PAIR_SWAPS,))
-  held_back = np.concatenate([index for index, _, _ in evals])
+    held.append(cs.examples(config.seed, NUM_EVAL, 2) + (cs.PAIR_SWAPS,))
+  held_back = np.concatenate([index for index, _, _ in held])
   one_digit = np.setdiff1d(cs.examples(config.seed, config.data.train_size // 3)[0], held_back)
   pool = (np.setdiff1d(np.arange(config.data.train_size), held_back) if args.two_digit
           else one_digit)
@@ -128,13 +128,13 @@ def main():
   eval_loss = jax.jit(lambda p, x0, i, m, t: loss(
       p, x0, i, m, jnp.full(x0.shape[:1], t), jax.random.normal(jax.random.key(1), x0.shape),
       jnp.zeros(x0.shape[:2])))
-  evals = [(attrs, latents(index), swaps) for index, attrs, swaps in evals]
+  evals = [(attrs, latents(index), table) for index, attrs, table in held]
 
   def swaps(t):
     figures = []
-    for attrs, x0, pair_swaps in evals:
+    for attrs, x0, table in evals:
       true, changes = cs.swap_changes(task, attrs, lambda i, m: eval_loss(params, x0, i, m, t),
-                                      pair_swaps)
+                                      table)
       figures += [f"loss {true:.3f}"] + [f"{name} {v:+.1f}%" for name, v in changes.items()
                   if name != "location (left out)"]
     return f"t={t} " + " ".join(figures)
