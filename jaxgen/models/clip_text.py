@@ -118,7 +118,8 @@ class CLIPEncoderLayer(nn.Module):
     q, k, v = (nn.with_logical_constraint(
         _dense(heads, ("embed", "heads", "kv"), cfg.dtype, n)(h),
         ("batch", "length", "heads", "kv")) for n in ("query", "key", "value"))
-    attn = jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=cfg.causal)
+    attn = jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=cfg.causal,
+                                        local_window_size=cfg.attention_window)
     attn = _dense(cfg.hidden_size, ("heads", "kv", "embed"), cfg.dtype, "out", axis=(-2, -1))(attn)
     x = x + attn.astype(jnp.float32)
     x = nn.with_logical_constraint(x, ("batch", "length", "embed"))
@@ -162,10 +163,6 @@ class CLIPTextModel(nn.Module):
     x = nn.with_logical_constraint(tokens + positions[None], ("batch", "length", "embed"))
 
     mask = None if attention_mask is None else attention_mask.astype(bool)[:, None, None, :]
-    if cfg.attention_window is not None:
-      distance = jnp.abs(jnp.arange(length)[:, None] - jnp.arange(length)[None, :])
-      band = (distance <= cfg.attention_window)[None, None]
-      mask = band if mask is None else mask & band
     layers = scan.scan_layers(CLIPEncoderLayer, cfg.num_layers, (nn.broadcast,), cfg.remat_policy)
     x, _ = layers(cfg, name="layers")(x, mask)
     x = _layer_norm(cfg, "final_layer_norm")(x)
