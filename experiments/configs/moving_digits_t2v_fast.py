@@ -10,6 +10,10 @@ against 576) 32 videos cost it less than 8 cost at 1x1. Images go to the two low
 which decide the digit. The text encoder learns through the high and the middle experts: through
 the high one alone, the fresh expert's gradient moved the digit words under the middle one.
 
+Its first 600 steps see one-digit videos only (curriculum_steps, from moving_digits_t2v.py):
+from an image stage that binds (text.window=2), those steps undo the binding in the DiT, while
+without them (--config.curriculum_steps=0) it keeps rising (experiments/NOTES.md, "Binding").
+
 Not a recipe yet: after 3,000 steps (2.4 h at 0.35 steps/s) it drew every one-digit video of 59
 right in all attributes, but the two-digit ones only 1 in 69 (their digit 31.2%, changing from
 frame to frame): digit 51.8%, colour 97.0%, direction 58.9%, all attributes 46.9% of 128 videos,
