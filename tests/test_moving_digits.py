@@ -305,16 +305,38 @@ def test_loader_curriculum_draws_from_the_subset_first(tiny, mesh):
   sharding = NamedSharding(mesh, PartitionSpec(("data", "fsdp")))
   subset = np.arange(0, 48, 2)
   data = loader.Loader(source, global_batch_size=8, sharding=sharding, seed=5,
-                       curriculum=(subset, 4))  # 3 steps per epoch of the subset
+                       curriculum=(subset, 4, None))  # 3 steps per epoch of the subset
   first = np.concatenate([data.indices(s) for s in range(3)])
   assert sorted(first.tolist()) == subset.tolist()
   assert set(data.indices(3).tolist()) <= set(subset.tolist())
   plain = loader.Loader(source, global_batch_size=8, sharding=sharding, seed=5)
   np.testing.assert_array_equal(data.indices(4), plain.indices(4))  # then the usual order
   np.testing.assert_array_equal(np.asarray(data.batch(1)["index"]), data.indices(1))
-  for bad in ((subset[:4], 4), (subset + 2, 4), (subset, -1)):
+  for bad in ((subset[:4], 4, None), (subset + 2, 4, None), (subset, -1, None), (subset, 4, []),
+              (subset, 4, [0, 0]), (subset, 4, [8]), (subset[:2], 4, [0, 1, 2])):
     with pytest.raises(ValueError, match="curriculum"):
       loader.Loader(source, global_batch_size=8, sharding=sharding, curriculum=bad)
+
+
+def test_loader_curriculum_rows_draw_from_the_subset_and_the_rest_as_usual(tiny, mesh):
+  source = tiny.as_data_source("train")
+  sharding = NamedSharding(mesh, PartitionSpec(("data", "fsdp")))
+  subset, rows = np.arange(0, 48, 2), np.array([1, 4, 6])
+  data = loader.Loader(source, global_batch_size=8, sharding=sharding, seed=5,
+                       curriculum=(subset, 16, rows))  # 8 steps per epoch of the subset
+  plain = loader.Loader(source, global_batch_size=8, sharding=sharding, seed=5)
+  first = np.stack([data.indices(s) for s in range(8)])
+  assert sorted(first[:, rows].ravel().tolist()) == subset.tolist()
+  others = np.setdiff1d(np.arange(8), rows)
+  for s in range(8):
+    np.testing.assert_array_equal(first[s, others], plain.indices(s)[others])
+  np.testing.assert_array_equal(data.indices(16), plain.indices(16))
+  every_row = loader.Loader(source, global_batch_size=8, sharding=sharding, seed=5,
+                            curriculum=(subset, 4, np.arange(8)))
+  all_rows = loader.Loader(source, global_batch_size=8, sharding=sharding, seed=5,
+                           curriculum=(subset, 4, None))
+  for s in range(5):
+    np.testing.assert_array_equal(every_row.indices(s), all_rows.indices(s))
 
 
 def test_loader_batches_on_mesh(tiny, mesh, tokenizer):

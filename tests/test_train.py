@@ -355,20 +355,36 @@ def _t2v_config() -> ml_collections.ConfigDict:
 
 def test_t2v_curriculum_is_the_examples_with_curriculum_digits():
   task = MockT2VTask(_t2v_config())
-  subset, steps = task.curriculum()
+  subset, steps, rows = task.curriculum()
+  assert rows is None  # every row
   source = task.data_source("train")
   assert steps == task.config.curriculum_steps > task.config.num_steps  # the test run's every step
   np.testing.assert_array_equal(
       subset, [i for i in range(len(source)) if source[i]["num_objects"] == 1])
   task.config.curriculum_digits = 2
-  subset, _ = task.curriculum()
+  subset, _, _ = task.curriculum()
   np.testing.assert_array_equal(
       subset, [i for i in range(len(source)) if source[i]["num_objects"] == 2])
   task.config.curriculum_digits = 3
   with pytest.raises(ValueError, match="curriculum_digits=3; expected 1 to 2"):
     task.curriculum()
+  task.config.curriculum_digits = 1
+  task.config.curriculum_experts = ("transformer_2",)  # the low-noise expert: the second row
+  np.testing.assert_array_equal(task.curriculum()[2], [1])
+  task.config.curriculum_experts = ("transformer_3",)
+  with pytest.raises(ValueError, match=r"curriculum_experts=\('transformer_3',\); expected some"):
+    task.curriculum()
   task.config.curriculum_steps = 0
   assert task.curriculum() is None
+
+
+def test_t2v_expert_rows_follow_the_loss_split():
+  config = _t2v_config()
+  config.update(dict(batch_size=10, video_batch_size=4))
+  config.expert_shares = ml_collections.ConfigDict({"videos": (3, 1), "images": (0, 1)})
+  rows = MockT2VTask(config).expert_rows()
+  np.testing.assert_array_equal(rows["transformer"], [0, 1, 2])  # videos 0-3, images 4-9
+  np.testing.assert_array_equal(rows["transformer_2"], [3, 4, 5, 6, 7, 8, 9])
 
 
 def test_t2v_train_step_updates_text_encoder_and_dit(tmp_path):

@@ -101,6 +101,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # expert sees half of each batch.
   c.curriculum_steps = 10 if runlocal else 600
   c.curriculum_digits = 1  # 2: two-digit videos only (the shipped model's last run)
+  # The experts whose rows of the batch the curriculum fills (None: all). One-digit videos for the
+  # high-noise expert alone teach it the direction words while the lower experts keep learning
+  # which digit goes with which colour on two-digit ones (experiments/NOTES.md, "Binding").
+  c.curriculum_experts = None
   c.caption_dropout = 0.1
   # Image-video joint training: the first video_batch_size examples of each batch are videos,
   # the rest train on their first latent frame as images (None: all videos; T2VTask.loss).

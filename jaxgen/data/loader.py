@@ -2,10 +2,11 @@
 
 The batch at global step k is a pure function of (seed, k): epoch e = k // steps_per_epoch reads
 the examples in the order of a permutation drawn from (seed, e), dropping the remainder. A
-curriculum (Bengio et al. 2009) may replace the first batches with ones drawn the same way from a
-subset of easy examples. A run killed and restarted at step k therefore sees exactly the batches
-it would have seen. Each process reads only the rows of the global batch that its own devices
-hold and the global `jax.Array`s are assembled with `jax.make_array_from_process_local_data`.
+curriculum (Bengio et al. 2009) may replace the first batches, or some rows of each, with
+ones drawn the same way from a subset of easy examples. A run killed and restarted at step k
+therefore sees exactly the batches it would have seen. Each process reads only the rows of the
+global batch that its own devices hold and the global `jax.Array`s are assembled with
+`jax.make_array_from_process_local_data`.
 """
 
 import collections
@@ -46,10 +47,11 @@ class Loader:
   def __init__(self, source: Sequence[Mapping[str, Any]], *, global_batch_size: int,
                sharding: NamedSharding, seed: int = 0, tokenizer: Any = None,
                max_length: int = vocab.MAX_LENGTH, keys: Sequence[str] = ARRAY_KEYS,
-               prefetch: int = 2, curriculum: tuple[Sequence[int], int] | None = None):
+               prefetch: int = 2,
+               curriculum: tuple[Sequence[int], int, Sequence[int] | None] | None = None):
     """`tokenizer`: a transformers tokenizer for the captions, or None to skip them.
-    `curriculum`: (subset, steps): the batches of the first `steps` steps come from the source
-    indices `subset` only."""
+    `curriculum`: (subset, steps, rows): for the first `steps` steps, the batch rows `rows`
+    (None: all) come from the source indices `subset` only."""
     self.sharding = batch_sharding(sharding)
     shards = self.sharding.mesh.shape
     spec = self.sharding.spec[0]
@@ -66,18 +68,25 @@ class Loader:
       raise ValueError(f"max_length: expected at least 2 (for <s> and </s>), got {max_length}")
     if prefetch < 0:
       raise ValueError(f"prefetch: expected a non-negative int, got {prefetch}")
-    subset, self.curriculum_steps = (), 0
+    subset, self.curriculum_steps, rows = (), 0, np.arange(global_batch_size)
     if curriculum is not None:
-      subset, self.curriculum_steps = np.asarray(curriculum[0], np.int64), curriculum[1]
+      subset, self.curriculum_steps, given_rows = curriculum
+      subset = np.asarray(subset, np.int64)
+      if given_rows is not None:
+        rows = np.asarray(given_rows, np.int64)
       if not isinstance(self.curriculum_steps, int) or self.curriculum_steps < 0:
-        raise ValueError(f"curriculum: expected (subset, steps) with steps a non-negative int, "
-                         f"got steps={self.curriculum_steps!r}")
-      if subset.ndim != 1 or len(subset) < global_batch_size or np.any(
+        raise ValueError(f"curriculum: expected (subset, steps, rows) with steps a non-negative "
+                         f"int, got steps={self.curriculum_steps!r}")
+      if rows.ndim != 1 or not len(rows) or len(np.unique(rows)) != len(rows) or np.any(
+          (rows < 0) | (rows >= global_batch_size)):
+        raise ValueError(f"curriculum: expected rows of distinct batch positions in [0, "
+                         f"{global_batch_size}), got {np.asarray(given_rows).tolist()!r}")
+      if subset.ndim != 1 or len(subset) < len(rows) or np.any(
           (subset < 0) | (subset >= len(source))):
-        raise ValueError(f"curriculum: expected a subset of at least {global_batch_size} indices "
+        raise ValueError(f"curriculum: expected a subset of at least {len(rows)} indices "
                          f"in [0, {len(source)}), got {len(subset)} indices in "
                          f"[{subset.min(initial=0)}, {subset.max(initial=0)}]")
-    self.subset = subset
+    self.subset, self.curriculum_rows = subset, rows
     self.source, self.seed, self.tokenizer = source, seed, tokenizer
     self.global_batch_size, self.max_length, self.keys = global_batch_size, max_length, tuple(keys)
     self.prefetch = prefetch
@@ -89,14 +98,18 @@ class Loader:
     """Source indices int [global_batch_size] of the batch at global step `step`."""
     if step < 0:
       raise ValueError(f"step: expected a non-negative int, got {step}")
+    epoch, k = divmod(step, self.steps_per_epoch)
+    order = np.random.default_rng([self.seed, epoch]).permutation(len(self.source))
+    index = order[k * self.global_batch_size:(k + 1) * self.global_batch_size]
     if step < self.curriculum_steps:
-      epoch, k = divmod(step, len(self.subset) // self.global_batch_size)
-      order = self.subset[np.random.default_rng([self.seed, epoch, 1]).permutation(
+      # The subset's own epochs, len(rows) examples a step. An example may then appear twice in
+      # a step's batch, in a curriculum row and another: rare, and harmless to the gradient.
+      r = len(self.curriculum_rows)
+      epoch, k = divmod(step, len(self.subset) // r)
+      easy = self.subset[np.random.default_rng([self.seed, epoch, 1]).permutation(
           len(self.subset))]
-    else:
-      epoch, k = divmod(step, self.steps_per_epoch)
-      order = np.random.default_rng([self.seed, epoch]).permutation(len(self.source))
-    return order[k * self.global_batch_size:(k + 1) * self.global_batch_size]
+      index[self.curriculum_rows] = easy[k * r:(k + 1) * r]
+    return index
 
   def host_batch(self, step: int) -> dict[str, np.ndarray]:
     """This process's rows of the batch at `step`: numpy arrays [b, ...] and captions."""

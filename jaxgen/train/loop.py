@@ -2,7 +2,7 @@
 
 A task (jaxgen/train/tasks) supplies `init(key, batch)`, `loss(params, batch, key)`,
 `samples(params, batch, key)`, `batch_keys`, `tokenizer` and `data_source(split)`, and may
-supply `curriculum()`: (subset, steps) of the loader, or None. The batch at
+supply `curriculum()`: (subset, steps, rows) of the loader, or None. The batch at
 step k is the loader's k-th (a pure function of the seed and k) and the step's key is
 `fold_in(key, k)`, so a run resumed from a checkpoint continues the same loss curve.
 """

@@ -111,7 +111,7 @@ class T2VTask:
     self.config, self.dtype = config, dtype
     self.tokenizer = vocab.build_tokenizer()
     # The bundle config checks the experts' boundaries; the latent statistics are not needed here.
-    experts = model_config(config, self.tokenizer).transformer_names
+    self.experts = experts = model_config(config, self.tokenizer).transformer_names
     if config.batch_size < len(experts):
       raise ValueError(f"batch_size={config.batch_size}; expected at least one example per "
                        f"noise-level expert ({len(experts)})")
@@ -165,9 +165,10 @@ class T2VTask:
                                os.path.expanduser(self.config.vae.workdir), source)
     return latents_lib.LatentSource(cache, source)
 
-  def curriculum(self) -> tuple[np.ndarray, int] | None:
-    """The train examples with `curriculum_digits` digits (default 1), and for how many steps
-    (`curriculum_steps`) they alone are drawn, first."""
+  def curriculum(self) -> tuple[np.ndarray, int, np.ndarray | None] | None:
+    """The train examples with `curriculum_digits` digits (default 1), for how many steps
+    (`curriculum_steps`) they alone are drawn first, and the batch rows they fill then: those of
+    the experts `curriculum_experts` (None: all rows)."""
     steps = self.config.get("curriculum_steps", 0)
     if not steps:
       return None
@@ -175,8 +176,33 @@ class T2VTask:
     if digits not in range(1, md.MAX_OBJECTS + 1):
       raise ValueError(f"curriculum_digits={digits!r}; expected 1 to {md.MAX_OBJECTS} (the "
                        f"digits a Moving Digits video shows)")
-    return np.array([i for i in range(d.train_size)
-                     if len(md.example_objects(d.seed, "train", i)) == digits]), steps
+    subset = np.array([i for i in range(d.train_size)
+                       if len(md.example_objects(d.seed, "train", i)) == digits])
+    names = self.config.get("curriculum_experts")
+    if names is None:
+      return subset, steps, None
+    names = tuple(names)
+    unknown = [n for n in names if n not in self.experts]
+    if not names or unknown:
+      raise ValueError(f"curriculum_experts={names!r}; expected some of the noise-level experts "
+                       f"{self.experts}, or None for all")
+    rows = np.concatenate([r for name, r in self.expert_rows().items() if name in names])
+    if not len(rows):
+      raise ValueError(f"curriculum_experts={names!r} take no examples (expert_shares="
+                       f"{self.expert_shares}); expected experts with a share")
+    return subset, steps, rows
+
+  def expert_rows(self) -> dict[str, np.ndarray]:
+    """The batch rows each expert trains on, videos first (see loss and _flow_loss)."""
+    b = self.config.batch_size
+    n = b if self.video_batch_size is None else self.video_batch_size
+    rows = {name: [] for name in self.experts}
+    for part, start, size in (("videos", 0, n), ("images", n, b - n)):
+      counts = expert_counts(size, self.expert_shares[part])
+      edges = start + np.concatenate([[0], np.cumsum(counts)])
+      for name, lo, hi in zip(self.experts, edges[:-1], edges[1:]):
+        rows[name].append(np.arange(lo, hi))
+    return {name: np.concatenate(r) for name, r in rows.items()}
 
   @functools.cached_property
   def stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
