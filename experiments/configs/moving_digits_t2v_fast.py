@@ -11,8 +11,11 @@ which decide the digit. The text encoder learns through the high and the middle 
 the high one alone, the fresh expert's gradient moved the digit words under the middle one.
 
 Its first 600 steps see one-digit videos only (curriculum_steps, from moving_digits_t2v.py):
-from an image stage that binds (text.window=2), those steps undo the binding in the DiT, while
-without them (--config.curriculum_steps=0) it keeps rising (experiments/NOTES.md, "Binding").
+from an image stage that binds (text.window=2), those steps undo the binding in the DiT. Without
+them (--config.curriculum_steps=0) it keeps rising (two-digit videos' digit 59.4% after 1,300
+steps), but the fresh high-noise expert leaves the direction words unlearnt (direction 11.2%);
+--config.curriculum_experts='("transformer",)' gives the curriculum to that expert alone
+(experiments/NOTES.md, "Binding").
 
 Not a recipe yet: after 3,000 steps (2.4 h at 0.35 steps/s) it drew every one-digit video of 59
 right in all attributes, but the two-digit ones only 1 in 69 (their digit 31.2%, changing from
