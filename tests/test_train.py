@@ -371,6 +371,9 @@ def test_t2v_curriculum_is_the_examples_with_curriculum_digits():
   task.config.curriculum_digits = 1
   task.config.curriculum_experts = ("transformer_2",)  # the low-noise expert: the second row
   np.testing.assert_array_equal(task.curriculum()[2], [1])
+  config = _t2v_config()
+  config.curriculum_experts = "transformer"  # as --config.curriculum_experts=transformer
+  np.testing.assert_array_equal(MockT2VTask(config).curriculum()[2], [0])
   task.config.curriculum_experts = ("transformer_3",)
   with pytest.raises(ValueError, match=r"curriculum_experts=\('transformer_3',\); expected some"):
     task.curriculum()
@@ -378,7 +381,7 @@ def test_t2v_curriculum_is_the_examples_with_curriculum_digits():
   assert task.curriculum() is None
 
 
-def test_t2v_expert_rows_follow_the_loss_split():
+def test_t2v_expert_rows_are_videos_then_images_by_share():
   config = _t2v_config()
   config.update(dict(batch_size=10, video_batch_size=4))
   config.expert_shares = ml_collections.ConfigDict({"videos": (3, 1), "images": (0, 1)})

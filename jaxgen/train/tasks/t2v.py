@@ -181,7 +181,7 @@ class T2VTask:
     names = self.config.get("curriculum_experts")
     if names is None:
       return subset, steps, None
-    names = tuple(names)
+    names = (names,) if isinstance(names, str) else tuple(names)
     unknown = [n for n in names if n not in self.experts]
     if not names or unknown:
       raise ValueError(f"curriculum_experts={names!r}; expected some of the noise-level experts "
