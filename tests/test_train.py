@@ -574,9 +574,9 @@ class RecordingT2VTask(MockT2VTask):
 
 
 def test_t2v_expert_shares_split_videos_and_images():
-  assert list(t2v.expert_counts(48, (4, 1, 1))) == [32, 8, 8]
-  assert list(t2v.expert_counts(40, (0, 1, 1))) == [0, 20, 20]
-  assert list(t2v.expert_counts(7, (1, 1, 1))) == list(np.diff(np.linspace(0, 7, 4).round()))
+  assert list(t2v.expert_edges(48, (4, 1, 1))) == [0, 32, 40, 48]
+  assert list(t2v.expert_edges(40, (0, 1, 1))) == [0, 0, 20, 40]
+  assert list(t2v.expert_edges(7, (1, 1, 1))) == list(np.linspace(0, 7, 4).round())
   config = _t2v_config()
   config.batch_size, config.video_batch_size = 5, 3
   config.expert_shares = ml_collections.ConfigDict({"videos": (2, 1), "images": (0, 1)})

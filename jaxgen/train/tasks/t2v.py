@@ -94,11 +94,11 @@ def model_config(config: ml_collections.ConfigDict, tokenizer: Any, dtype: Any =
       transformer_3=None if boundary_2 is None else dits["transformer_3"])
 
 
-def expert_counts(size: int, shares: tuple[float, ...]) -> np.ndarray:
-  """How many of `size` examples each expert takes: its share of their sum, rounded so that the
-  counts add up to `size`."""
+def expert_edges(size: int, shares: tuple[float, ...]) -> np.ndarray:
+  """Where each expert's examples of `size` start and end, int [experts + 1] from 0 to `size`:
+  each takes its share of their sum, rounded so that the counts add up to `size`."""
   edges = np.cumsum((0.0,) + tuple(shares)) / sum(shares) * size
-  return np.diff(edges.round().astype(int))
+  return edges.round().astype(int)
 
 
 class T2VTask:
@@ -129,7 +129,7 @@ class T2VTask:
       if len(share) != len(experts) or min(share) < 0 or not sum(share):
         raise ValueError(f"expert_shares.{part}={share!r}; expected {len(experts)} non-negative "
                          f"shares, one per noise-level expert {experts}, not all zero")
-      counts = expert_counts(size, share)
+      counts = np.diff(expert_edges(size, share))
       if size and any(c == 0 < s for c, s in zip(counts, share)):
         raise ValueError(f"video_batch_size={n} with batch_size={b} gives the experts {experts} "
                          f"{counts.tolist()} {part} (expert_shares.{part}={share}); expected at "
@@ -198,8 +198,7 @@ class T2VTask:
     n = b if self.video_batch_size is None else self.video_batch_size
     rows = {name: [] for name in self.experts}
     for part, start, size in (("videos", 0, n), ("images", n, b - n)):
-      counts = expert_counts(size, self.expert_shares[part])
-      edges = start + np.concatenate([[0], np.cumsum(counts)])
+      edges = start + expert_edges(size, self.expert_shares[part])
       for name, lo, hi in zip(self.experts, edges[:-1], edges[1:]):
         rows[name].append(np.arange(lo, hi))
     return {name: np.concatenate(r) for name, r in rows.items()}
@@ -288,7 +287,7 @@ class T2VTask:
     logit_normal = tuple(cfg.logit_normal) if cfg.logit_normal else None
     # Each transformer takes its share of the batch, with levels from its own interval.
     intervals = model.level_intervals
-    splits = np.concatenate([[0], np.cumsum(expert_counts(b, shares))])
+    splits = expert_edges(b, shares)
     levels = [losses.sample_noise_level(model.schedule, k, n, logit_normal=logit_normal,
                                         interval=interval)
               for k, n, interval in zip(jax.random.split(k_level, len(intervals)),
