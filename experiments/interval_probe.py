@@ -10,7 +10,7 @@ DiT learns the direction and place words within a few hundred steps; over all le
 
   PYTHONPATH=. python experiments/interval_probe.py --t-min 0.8 [--t-max 1] --steps 300 \
     [--two-digit [--one-digit-steps 300]] [--frame-masks] [--images] \
-    [--init-from RUN_OR_BUNDLE --expert transformer_2] \
+    [--init-from RUN_OR_BUNDLE_OR_PROBE --expert transformer_2 | --encoder-only] [--save FILE] \
     --config.vae.workdir=$HOME/jaxgen/runs/vae --config.vae.latents_dir=$HOME/jaxgen/runs/vae/latents
 """
 
@@ -20,12 +20,14 @@ import sys
 import time
 
 import flax.linen as nn
+from flax import serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(__file__))
 import caption_sensitivity as cs  # noqa: E402
+from jaxgen import files  # noqa: E402
 from jaxgen.data import moving_digits as md  # noqa: E402
 from jaxgen.data import vocab  # noqa: E402
 from jaxgen.pipelines import conditioning  # noqa: E402
@@ -54,14 +56,22 @@ def main():
   parser.add_argument("--one-digit-steps", type=int, default=0,
                       help="with --two-digit: one-digit videos only for this many steps first")
   parser.add_argument("--init-from",
-                      help="start from this run's or bundle's text encoder and its --expert")
+                      help="start from this run's or bundle's text encoder and its --expert, or "
+                      "from a probe's --save file")
   parser.add_argument("--expert", default="transformer",
                       help="with --init-from: the expert whose weights the probe's DiT takes")
+  parser.add_argument("--encoder-only", action="store_true",
+                      help="with --init-from: take the text encoder alone; the DiT starts fresh")
+  parser.add_argument("--save", help="write the probe's final weights here (flax msgpack)")
   rest, overrides = config_lib.split_overrides(sys.argv[1:])
   args = parser.parse_args(rest)
   if args.images and args.frame_masks:
     # A mask that gives the only frame clean would leave nothing to generate.
     parser.error("--frame-masks needs videos; with --images there is one frame, none to give")
+  if args.encoder_only and not args.init_from:
+    parser.error("--encoder-only takes the encoder of --init-from; give --init-from")
+  if args.save and not os.path.isdir(os.path.dirname(os.path.abspath(args.save))):
+    parser.error(f"--save={args.save!r}: its directory does not exist")
   config = config_lib.apply_overrides(config_lib.load(CONFIG), overrides)
   config.boundary_ratio = None  # one transformer: the probe picks the levels itself
   config.optim.num_steps = config.num_steps = args.steps
@@ -94,11 +104,16 @@ def main():
   params = nn.unbox(task.init(jax.random.key(0), {"input_ids": ids[:1],
                                                    "latents": latents(pool[:1])}))
   if args.init_from:
-    source = cs.restore(args.init_from, "ema_params")
-    if args.expert not in source:
+    if os.path.isfile(args.init_from):  # a probe's --save (its DiT is `transformer`)
+      with open(args.init_from, "rb") as f:
+        source = serialization.msgpack_restore(f.read())
+    else:
+      source = cs.restore(args.init_from, "ema_params")
+    if not args.encoder_only and args.expert not in source:
       parser.error(f"--expert={args.expert!r}: {args.init_from} has "
                    f"{sorted(k for k in source if k != 'text_encoder')}")
-    source = {"text_encoder": source["text_encoder"], "transformer": source[args.expert]}
+    source = {"text_encoder": source["text_encoder"],
+              "transformer": params["transformer"] if args.encoder_only else source[args.expert]}
     check_params(source, params, f"--init-from={args.init_from!r} --expert={args.expert!r}")
     params = jax.tree.map(jnp.asarray, source)
   tx = optim.optimizer(config.optim)
@@ -150,6 +165,11 @@ def main():
     if s % 100 == 0:
       print(f"step {s} ({time.time() - start:.0f} s) train loss {float(value):.3f} | "
             + " | ".join(swaps(float(t)) for t in args.levels.split(",")), flush=True)
+  if args.save:
+    def write(tmp):
+      with open(tmp, "wb") as f:
+        f.write(serialization.msgpack_serialize(jax.tree.map(np.asarray, params)))
+    files.write_file(args.save, write)
 
 
 if __name__ == "__main__":
