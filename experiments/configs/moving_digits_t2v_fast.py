@@ -15,9 +15,9 @@ from an image stage that binds (text.window=2), those steps undo the binding in 
 them (--config.curriculum_steps=0) it keeps rising (two-digit videos' digit 59.4% after 1,300
 steps), but the fresh high-noise expert leaves the direction words unlearnt (direction 11.2%);
 --config.curriculum_experts='("transformer",)' gives the curriculum to that expert alone: the
-binding holds, but the direction words had not come by step 800 either. The image stages'
-text encoder is what withholds them from a fresh high-noise expert (experiments/NOTES.md,
-"Binding").
+binding holds, but the direction words had not come by step 800 either. The text encoder of a
+bidirectional image stage withholds them from a fresh high-noise expert; one trained at window 2
+from the start does not (experiments/NOTES.md, "Binding").
 
 Not a recipe yet: after 3,000 steps (2.4 h at 0.35 steps/s) it drew every one-digit video of 59
 right in all attributes, but the two-digit ones only 1 in 69 (their digit 31.2%, changing from
