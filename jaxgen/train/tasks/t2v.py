@@ -123,7 +123,8 @@ class T2VTask:
     # Each expert's share of the videos and of the images (default: equal).
     shares = config.get("expert_shares") or {}
     self.expert_shares = {}
-    sizes = {"videos": b if n is None else n, "images": 0 if n is None else b - n}
+    # How many of each batch's examples train as videos, then as images (see loss).
+    self.part_sizes = sizes = {"videos": b if n is None else n, "images": 0 if n is None else b - n}
     for part, size in sizes.items():
       share = tuple(shares.get(part, (1,) * len(experts)))
       if len(share) != len(experts) or min(share) < 0 or not sum(share):
@@ -194,11 +195,10 @@ class T2VTask:
 
   def expert_rows(self) -> dict[str, np.ndarray]:
     """The batch rows each expert trains on, videos first (see loss and _flow_loss)."""
-    b = self.config.batch_size
-    n = b if self.video_batch_size is None else self.video_batch_size
-    rows = {name: [] for name in self.experts}
-    for part, start, size in (("videos", 0, n), ("images", n, b - n)):
+    rows, start = {name: [] for name in self.experts}, 0
+    for part, size in self.part_sizes.items():
       edges = start + expert_edges(size, self.expert_shares[part])
+      start += size
       for name, lo, hi in zip(self.experts, edges[:-1], edges[1:]):
         rows[name].append(np.arange(lo, hi))
     return {name: np.concatenate(r) for name, r in rows.items()}
