@@ -152,6 +152,8 @@ def test_config_overrides_parse_types():
   config_lib.apply_overrides(c, overrides)
   assert (c.optim.lr, c.model.dim_mult, c.ema_warmup) == (3e-4, (1, 2), False)
   assert c.optim.num_steps == 7  # a reference to num_steps follows it
+  config_lib.apply_overrides(c, [("model.base_dim", "None")])
+  assert c.model.base_dim is None
   with pytest.raises(ValueError, match="no field 'optim.nope'"):
     config_lib.apply_overrides(c, [("optim.nope", "1")])
   with pytest.raises(ValueError, match="batch_size"):

@@ -52,7 +52,9 @@ def split_overrides(argv: Sequence[str]) -> tuple[list[str], list[tuple[str, str
 
 
 def _parse(text: str, current):
-  """`text` as a value of the type of `current`."""
+  """`text` as a value of the type of `current`; "None" is None for any field (switches one off)."""
+  if text == "None":
+    return None
   if isinstance(current, bool):
     lowered = text.lower()
     if lowered in ("true", "1", "yes"):
