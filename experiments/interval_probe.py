@@ -114,7 +114,8 @@ def main():
                    f"{sorted(k for k in source if k != 'text_encoder')}")
     source = {"text_encoder": source["text_encoder"],
               "transformer": params["transformer"] if args.encoder_only else source[args.expert]}
-    check_params(source, params, f"--init-from={args.init_from!r} --expert={args.expert!r}")
+    what = "--encoder-only" if args.encoder_only else f"--expert={args.expert!r}"
+    check_params(source, params, f"--init-from={args.init_from!r} {what}")
     params = jax.tree.map(jnp.asarray, source)
   tx = optim.optimizer(config.optim)
   opt_state = tx.init(params)
