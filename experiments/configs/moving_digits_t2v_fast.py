@@ -20,10 +20,11 @@ t = 0.95 by +22.3% / +77.1% after 300 / 600 steps (over an encoder trained bidir
 +10.0% / +8.6% (experiments/NOTES.md, "Binding"). The figures of earlier variants of this stage,
 all from bidirectional image stages, are there too.
 
-Not a recipe yet: from the image stage at 4,000 steps (now 5,200), after 1,300 steps (~85 min at
-0.24-0.27 steps/s under tcmalloc) it draws digit 48.7%, colour 100%, direction 49.2%, all attributes
-35.9% of 128 videos (jaxgen eval --num-videos 128); the two-digit ones 2.9% in all attributes (their
-digit 37.0%), the one-digit ones 74.6%.
+Not a recipe yet: from the 5,200-step image stage, after 1,890 steps (2 h 25 min at 0.20-0.26
+steps/s under tcmalloc) it draws digit 72.6%, colour 100%, direction 53.8%, all attributes 47.7% of
+128 videos (jaxgen eval --num-videos 128); the one-digit ones 93.2% in all attributes, the
+two-digit ones 8.7% (their digit 62.3%): its high-noise expert does not tie a colour to its
+direction (NOTES.md, "Binding"). Those weights are experiments/resume/moving-digits-t2v-fast.
 
   jaxgen train --config experiments/configs/moving_digits_t2v_fast.py \
     --workdir ~/jaxgen/runs/t2v_fast \
